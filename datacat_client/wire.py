@@ -1,0 +1,227 @@
+"""The wire format: one set of msgspec Structs shared by the client and the server.
+
+A client sends records in batches (`Batch`) to ``POST /api/ingest``. Every record names
+its session and carries a sequence number; the server stores each ``(session_id, seq)``
+once, so a batch may be retried (or uploaded again from a spool) without double counting.
+
+Sequence numbers only have to be unique and increasing within one session. The client
+starts each `Session` at its creation time in microseconds, so that a second writer
+attached to the same session id cannot collide with the first one.
+
+Timestamps are Unix seconds (float, UTC) taken on the client.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+import msgspec
+
+__all__ = [
+    "OUTCOMES",
+    "Batch",
+    "BatchAck",
+    "Event",
+    "FiniteFloat",
+    "Heartbeat",
+    "Metric",
+    "Record",
+    "RunFinish",
+    "RunStart",
+    "SessionEnd",
+    "SessionStart",
+    "StateUpdate",
+    "TestResult",
+    "TestStart",
+    "batch_decoder",
+    "encode",
+    "record_decoder",
+]
+
+#: Any finite float. NaN fails both bounds, and so do the infinities.
+FiniteFloat: TypeAlias = Annotated[
+    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
+]
+NonNegativeFloat: TypeAlias = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+SessionId: TypeAlias = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+        description="A UUID, chosen by the client.",
+    ),
+]
+Seq: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Timestamp: TypeAlias = Annotated[
+    float, msgspec.Meta(ge=0.0, le=32503680000.0, description="Unix seconds, UTC.")
+]
+Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1)]
+
+#: Outcomes of a test, as the pytest plugin reports them.
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+Outcome: TypeAlias = Literal["passed", "failed", "skipped", "xfailed", "xpassed", "error"]
+
+
+class _Record(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+    session_id: SessionId
+    seq: Seq
+    timestamp: Timestamp
+
+
+class SessionStart(_Record, tag="session_start"):
+    """Opens a session. Repeating it for an existing session changes nothing."""
+
+    name: str = ""
+    product: str = ""
+    version: str = ""
+    labels: dict[str, str] = {}
+    state: dict[str, Any] = {}
+    #: Seconds between liveness heartbeats the client promises to send. A session
+    #: silent for longer than this times the server's grace factor is ``crashed``.
+    heartbeat_interval: NonNegativeFloat | None = None
+
+
+class StateUpdate(_Record, tag="state"):
+    """A partial state, deep-merged into the session's state."""
+
+    state: dict[str, Any]
+
+
+class Event(_Record, tag="event"):
+    name: Name
+    data: Any = None
+
+
+class Metric(_Record, tag="metric"):
+    name: Name
+    value: FiniteFloat
+    tags: list[str] = []
+
+
+class Heartbeat(_Record, tag="heartbeat"):
+    """Liveness: the client process is alive. Not stored as a row."""
+
+    interval: NonNegativeFloat | None = None
+
+
+class TestStart(_Record, tag="test_start"):
+    """A test began; cleared by its result. Names the test a crashed run was in."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: Name
+    worker: str = ""
+
+
+class TestResult(_Record, tag="test_result"):
+    """The outcome of one test (or subtest, or one rerun attempt of a test)."""
+
+    __test__ = False
+
+    nodeid: Name
+    outcome: Outcome
+    file: str = ""
+    line: int | None = None
+    cls: str = ""
+    func: str = ""
+    param_id: str = ""
+    markers: list[str] = []
+    #: The phase that decided the outcome: setup, call, teardown, collect, or ``???``
+    #: when an xdist worker crashed during the test.
+    phase: str = "call"
+    started_at: Timestamp | None = None
+    stopped_at: Timestamp | None = None
+    setup_duration: NonNegativeFloat = 0.0
+    call_duration: NonNegativeFloat = 0.0
+    teardown_duration: NonNegativeFloat = 0.0
+    reason: str | None = None
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    log: str | None = None
+    worker: str = ""
+    #: 0 for the first run of a test, 1 for its first rerun, and so on.
+    attempt: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    #: False for an attempt that a rerun plugin replaced by a later one.
+    final: bool = True
+    #: Set for a subtest: its message and parameters, e.g. ``"i=3"``.
+    subtest: str | None = None
+    cpu_time: NonNegativeFloat | None = None
+    rss_delta: int | None = None
+
+
+class RunStart(_Record, tag="run_start"):
+    """Describes a test run (a pytest session): where, on what code, with what."""
+
+    project: str = ""
+    branch: str = ""
+    commit: str = ""
+    dirty: bool | None = None
+    ci_provider: str = ""
+    ci_url: str = ""
+    python_version: str = ""
+    python_implementation: str = ""
+    platform: str = ""
+    hostname: str = ""
+    pytest_version: str = ""
+    plugins: list[str] = []
+    args: list[str] = []
+    workers: int = 0
+
+
+class RunFinish(_Record, tag="run_finish"):
+    """How a test run ended: pytest's exit status and its counts by outcome."""
+
+    exit_status: int
+    #: ``passed``, ``failed``, ``interrupted``, ``internal_error``, ``usage_error``,
+    #: ``no_tests``.
+    status: str
+    counts: dict[str, int] = {}
+    duration: NonNegativeFloat = 0.0
+
+
+class SessionEnd(_Record, tag="end"):
+    """Ends a session. Records that arrive later are stored; it stays ended."""
+
+
+Record: TypeAlias = (
+    SessionStart
+    | StateUpdate
+    | Event
+    | Metric
+    | Heartbeat
+    | TestStart
+    | TestResult
+    | RunStart
+    | RunFinish
+    | SessionEnd
+)
+
+
+class Batch(msgspec.Struct):
+    """What ``POST /api/ingest`` takes: records of one or more sessions."""
+
+    records: list[Record]
+
+
+class BatchAck(msgspec.Struct):
+    """The answer to a batch, sent after it is committed."""
+
+    accepted: int
+    duplicates: int
+
+
+def _enc_hook(obj: object) -> object:
+    # Telemetry must not raise on a value the application happens to log: anything
+    # msgspec cannot encode is sent as its string form.
+    return str(obj)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+#: Encode any wire object (or plain JSON-like value) to JSON bytes.
+encode = _encoder.encode
+
+batch_decoder: msgspec.json.Decoder[Batch] = msgspec.json.Decoder(Batch)
+record_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type]

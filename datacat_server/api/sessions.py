@@ -1,0 +1,203 @@
+"""The seed service's session endpoints, with its paths and JSON shapes, plus heartbeats.
+
+A client written for the original Go service works unchanged against these. They write
+one record per request, synchronously; the batched ``POST /api/ingest`` is what the
+DataCat client uses.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from datacat_client import wire
+from datacat_server.queries._common import parse_session_id
+from datacat_server.queries.sessions import SessionDetail, get_session, iter_sessions
+from datacat_server.store import Store
+
+__all__ = ["DataController", "SessionController"]
+
+
+class SessionCreate(msgspec.Struct, kw_only=True):
+    """Optional body of ``POST /api/sessions``."""
+
+    name: str = ""
+    product: str = ""
+    version: str = ""
+    labels: dict[str, str] = {}
+    state: dict[str, Any] = {}
+    #: Choose the session's UUID (otherwise the server picks one).
+    id: wire.SessionId | None = None
+    heartbeat_interval: wire.NonNegativeFloat | None = None
+
+
+class SessionCreated(msgspec.Struct):
+    session_id: str
+
+
+class Ok(msgspec.Struct):
+    status: str = "ok"
+
+
+class EventIn(msgspec.Struct):
+    name: wire.Name
+    data: Any = None
+
+
+class MetricIn(msgspec.Struct):
+    name: wire.Name
+    value: wire.FiniteFloat
+    #: A list of strings, as the seed sent them; a mapping is stored as ``key=value``.
+    tags: list[str] | dict[str, str] = []
+
+
+class HeartbeatIn(msgspec.Struct):
+    #: Seconds until the next heartbeat at the latest; silence for longer than this
+    #: times the server's grace factor marks the session ``crashed``.
+    interval: wire.NonNegativeFloat | None = None
+
+
+def _known_id(session_id: str) -> str:
+    key = parse_session_id(session_id)
+    if key is None:
+        raise NotFoundException(f"unknown session: {session_id}")
+    return key
+
+
+_OK = Ok()
+
+
+class SessionController(Controller):
+    path = "/api/sessions"
+    tags = ("sessions (seed API)",)
+
+    @post("/", status_code=200, summary="Start a session")
+    async def create(
+        self, store: NamedDependency[Store], data: JSONBody[SessionCreate | None] = None
+    ) -> SessionCreated:
+        body = data or SessionCreate()
+        key = str(uuid.UUID(body.id)) if body.id else str(uuid.uuid4())
+        record = wire.SessionStart(
+            session_id=key,
+            seq=0,
+            timestamp=time.time(),
+            name=body.name,
+            product=body.product,
+            version=body.version,
+            labels=body.labels,
+            state=body.state,
+            heartbeat_interval=body.heartbeat_interval,
+        )
+        await store.write([record], dedupe=False)
+        return SessionCreated(session_id=key)
+
+    @get("/{session_id:str}", sync_to_thread=True, summary="A session with its events and metrics")
+    def detail(self, store: NamedDependency[Store], session_id: FromPath[str]) -> SessionDetail:
+        found = get_session(store.reader(), session_id)
+        if found is None:
+            raise NotFoundException(f"unknown session: {session_id}")
+        return found
+
+    @post("/{session_id:str}/state", status_code=200, summary="Deep-merge into the state")
+    async def update_state(
+        self,
+        store: NamedDependency[Store],
+        session_id: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+    ) -> Ok:
+        key = _known_id(session_id)
+        await store.write(
+            [wire.StateUpdate(session_id=key, seq=0, timestamp=time.time(), state=data)],
+            dedupe=False,
+        )
+        return _OK
+
+    @post("/{session_id:str}/events", status_code=200, summary="Log an event")
+    async def log_event(
+        self, store: NamedDependency[Store], session_id: FromPath[str], data: JSONBody[EventIn]
+    ) -> Ok:
+        key = _known_id(session_id)
+        record = wire.Event(
+            session_id=key, seq=0, timestamp=time.time(), name=data.name, data=data.data
+        )
+        await store.write([record], dedupe=False)
+        return _OK
+
+    @post("/{session_id:str}/metrics", status_code=200, summary="Log a metric")
+    async def log_metric(
+        self, store: NamedDependency[Store], session_id: FromPath[str], data: JSONBody[MetricIn]
+    ) -> Ok:
+        key = _known_id(session_id)
+        tags = (
+            [f"{k}={v}" for k, v in data.tags.items()] if isinstance(data.tags, dict) else data.tags
+        )
+        record = wire.Metric(
+            session_id=key,
+            seq=0,
+            timestamp=time.time(),
+            name=data.name,
+            value=data.value,
+            tags=tags,
+        )
+        await store.write([record], dedupe=False)
+        return _OK
+
+    @post("/{session_id:str}/heartbeat", status_code=200, summary="Say the client is alive")
+    async def heartbeat(
+        self,
+        store: NamedDependency[Store],
+        session_id: FromPath[str],
+        data: JSONBody[HeartbeatIn | None] = None,
+    ) -> Ok:
+        key = _known_id(session_id)
+        interval = data.interval if data else None
+        record = wire.Heartbeat(session_id=key, seq=0, timestamp=time.time(), interval=interval)
+        await store.write([record], dedupe=False)
+        return _OK
+
+    @post("/{session_id:str}/end", status_code=200, summary="End a session")
+    async def end(self, store: NamedDependency[Store], session_id: FromPath[str]) -> Ok:
+        key = _known_id(session_id)
+        await store.write(
+            [wire.SessionEnd(session_id=key, seq=0, timestamp=time.time())], dedupe=False
+        )
+        return _OK
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class DataController(Controller):
+    path = "/api/data"
+    tags = ("sessions (seed API)",)
+
+    @get(
+        "/sessions",
+        summary="Every session with its state, events and metrics",
+        description="Oldest first, streamed. `limit`/`offset` page through them.",
+    )
+    async def all_sessions(
+        self,
+        store: NamedDependency[Store],
+        limit: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    ) -> Stream:
+        sessions = iter_sessions(store.reader, limit=limit, offset=offset)
+
+        def chunks() -> Iterator[bytes]:
+            # A sync iterator: Litestar advances it on a worker thread, off the loop.
+            yield b"["
+            for i, session in enumerate(sessions):
+                yield _encode(session) if i == 0 else b"," + _encode(session)
+            yield b"]"
+
+        return Stream(chunks(), media_type="application/json")

@@ -1,0 +1,151 @@
+"""The ``datacat`` command.
+
+Server commands import the server's dependencies lazily, so that ``datacat upload``
+works with the base install (client and plugin only) and ``datacat serve`` without the
+``server`` extra says what to install instead of printing a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+_SERVER_MODULES = ("litestar", "uvicorn", "duckdb", "jinja2", "pyarrow")
+
+
+def _missing_server_modules() -> list[str]:
+    return [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
+
+
+def _require_server_extra(command: str) -> None:
+    missing = _missing_server_modules()
+    if missing:
+        sys.stderr.write(
+            f"datacat {command} needs the server's dependencies, which are not installed"
+            f" (missing: {', '.join(missing)}).\n"
+            "Install them with:  pip install 'datacat[server]'\n"
+        )
+        raise SystemExit(2)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    _require_server_extra("serve")
+    import uvicorn
+
+    from datacat_server.app import create_app
+    from datacat_server.errors import StoreError
+    from datacat_server.settings import Settings
+    from datacat_server.store import Store
+
+    try:
+        settings = Settings.from_env(db_path=args.db, host=args.host, port=args.port)
+    except ValueError as exc:
+        sys.stderr.write(f"datacat serve: {exc}\n")
+        return 2
+    try:
+        store = Store(
+            settings.db_path,
+            heartbeat_grace=settings.heartbeat_grace,
+            soft_flush_interval=settings.soft_flush_interval,
+        )
+    except StoreError as exc:
+        sys.stderr.write(f"datacat serve: {exc}\n")
+        return 1
+    try:
+        app = create_app(settings, store=store)
+        sys.stderr.write(
+            f"DataCat serving {settings.db_path} on http://{settings.host}:{settings.port}"
+            f"  (API docs: /schema)\n"
+        )
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from datacat_client import upload_spool
+
+    report = upload_spool(args.directory, base_url=args.url, token=args.token)
+    sys.stdout.write(f"{report}\n")
+    return 0 if report.ok else 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datacat",
+        description="DataCat: test telemetry with a Litestar + DuckDB server.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the server (API and dashboard) on a DuckDB file",
+        description="Run the DataCat server. Settings fall back to DATACAT_DB, DATACAT_HOST"
+        " and DATACAT_PORT, then to the defaults shown.",
+    )
+    serve.add_argument(
+        "--db", type=Path, default=None, help="DuckDB file (default: ./datacat.duckdb)"
+    )
+    serve.add_argument(
+        "--host", default=None, help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=None, help="port (default: 8080)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default: info)",
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (off by default)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    upload = sub.add_parser(
+        "upload",
+        help="send records that clients spooled while the server was unreachable",
+        description="Send spooled records, then delete each file once all of it is stored."
+        " Safe to repeat: the server stores every record once.",
+    )
+    upload.add_argument(
+        "directory",
+        nargs="?",
+        default=None,
+        help="spool directory (default: DATACAT_SPOOL_DIR, else ~/.cache/datacat/spool)",
+    )
+    upload.add_argument(
+        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
+    )
+    upload.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
+    upload.set_defaults(func=_cmd_upload)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``datacat`` console script."""
+    logging.basicConfig(
+        level=os.environ.get("DATACAT_LOG_LEVEL", "WARNING").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    args = _build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

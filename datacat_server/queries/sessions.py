@@ -1,0 +1,148 @@
+"""Sessions as the seed service showed them: state, events and metrics in logged order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import duckdb
+import msgspec
+
+from datacat_server.queries._common import decode_json, iso, parse_session_id
+
+__all__ = ["EventOut", "MetricOut", "SessionDetail", "get_session", "iter_sessions"]
+
+
+class EventOut(msgspec.Struct):
+    timestamp: str
+    name: str
+    data: Any
+
+
+class MetricOut(msgspec.Struct):
+    timestamp: str
+    name: str
+    value: float
+    tags: list[str]
+
+
+class SessionDetail(msgspec.Struct):
+    """One session, in the seed's shape plus the fields DataCat added."""
+
+    id: str
+    name: str
+    product: str
+    version: str
+    labels: dict[str, str]
+    created_at: str
+    updated_at: str
+    ended_at: str | None
+    active: bool
+    #: ``running``, ``ended``, ``hung`` or ``crashed``.
+    status: str
+    state: dict[str, Any]
+    #: Tests started and not finished, by xdist worker (``""`` without xdist).
+    in_progress: dict[str, Any]
+    events: list[EventOut]
+    metrics: list[MetricOut]
+
+
+_SESSION_COLUMNS = (
+    "sid, id::VARCHAR, name, product, version, labels, created_at, updated_at, ended_at,"
+    " status, state, in_progress"
+)
+
+
+def _detail(
+    row: tuple[Any, ...], events: list[EventOut], metrics: list[MetricOut]
+) -> SessionDetail:
+    return SessionDetail(
+        id=row[1],
+        name=row[2],
+        product=row[3],
+        version=row[4],
+        labels=dict(row[5] or {}),
+        created_at=iso(row[6]) or "",
+        updated_at=iso(row[7]) or "",
+        ended_at=iso(row[8]),
+        active=row[8] is None,
+        status=row[9],
+        state=decode_json(row[10]) or {},
+        in_progress=decode_json(row[11]) or {},
+        events=events,
+        metrics=metrics,
+    )
+
+
+def _events_of(cur: duckdb.DuckDBPyConnection, sids: list[int]) -> dict[int, list[EventOut]]:
+    rows = cur.execute(
+        "SELECT sid, timestamp, name, data FROM events WHERE sid IN (SELECT unnest($1))"
+        " ORDER BY sid, timestamp, seq NULLS LAST",
+        [sids],
+    ).fetchall()
+    out: dict[int, list[EventOut]] = defaultdict(list)
+    for sid, ts, name, data in rows:
+        out[sid].append(EventOut(iso(ts) or "", name, decode_json(data)))
+    return out
+
+
+def _metrics_of(cur: duckdb.DuckDBPyConnection, sids: list[int]) -> dict[int, list[MetricOut]]:
+    rows = cur.execute(
+        "SELECT sid, timestamp, name, value, tags FROM metrics WHERE sid IN (SELECT unnest($1))"
+        " ORDER BY sid, timestamp, seq NULLS LAST",
+        [sids],
+    ).fetchall()
+    out: dict[int, list[MetricOut]] = defaultdict(list)
+    for sid, ts, name, value, tags in rows:
+        out[sid].append(MetricOut(iso(ts) or "", name, value, list(tags)))
+    return out
+
+
+def get_session(cur: duckdb.DuckDBPyConnection, session_id: str) -> SessionDetail | None:
+    """One session with its events and metrics, or None if there is no such session."""
+    key = parse_session_id(session_id)
+    if key is None:
+        return None
+    row = cur.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
+    ).fetchone()
+    if row is None:
+        return None
+    sid = row[0]
+    return _detail(row, _events_of(cur, [sid]).get(sid, []), _metrics_of(cur, [sid]).get(sid, []))
+
+
+def iter_sessions(
+    cursor: Callable[[], duckdb.DuckDBPyConnection],
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    chunk: int = 200,
+) -> Iterator[SessionDetail]:
+    """Sessions oldest first, with their events and metrics, fetched a chunk at a time.
+
+    ``cursor`` is called once per chunk: a streaming response may resume on another
+    thread, and a DuckDB cursor must stay on the thread that uses it.
+    """
+    remaining = limit
+    position = offset
+    while remaining is None or remaining > 0:
+        size = chunk if remaining is None else min(chunk, remaining)
+        cur = cursor()
+        rows = cur.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM session_status ORDER BY sid LIMIT ? OFFSET ?",
+            [size, position],
+        ).fetchall()
+        if not rows:
+            return
+        sids = [r[0] for r in rows]
+        events = _events_of(cur, sids)
+        metrics = _metrics_of(cur, sids)
+        for row in rows:
+            yield _detail(row, events.get(row[0], []), metrics.get(row[0], []))
+        position += len(rows)
+        if remaining is not None:
+            remaining -= len(rows)
+        if len(rows) < size:
+            return

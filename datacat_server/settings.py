@@ -1,0 +1,68 @@
+"""Server settings: one immutable object, built from arguments or the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from None
+
+
+def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the app factory needs. Nothing reads the environment at import."""
+
+    db_path: Path = Path("datacat.duckdb")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: A session that declared a heartbeat interval and stays silent for longer than
+    #: interval x grace, without ending, is shown as ``crashed``.
+    heartbeat_grace: float = 3.0
+    #: How often the writer persists fields that change with every batch but need
+    #: not be durable at once (last seen, tests in progress).
+    soft_flush_interval: float = 0.5
+    #: Largest request body, in bytes (413 beyond it).
+    max_body_size: int = 50_000_000
+    #: Records per ingest batch.
+    max_batch_records: int = 20_000
+    #: Show tracebacks in error answers. Tests only.
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``DATACAT_*`` variables, then explicit overrides (None ignored)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "db_path": Path(env.get("DATACAT_DB") or "datacat.duckdb"),
+            "host": env.get("DATACAT_HOST") or "127.0.0.1",
+            "port": _env_int(env, "DATACAT_PORT", 8080),
+            "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
+            "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
+            "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "db_path" in values:
+            values["db_path"] = Path(str(values["db_path"]))
+        return cls(**values)  # type: ignore[arg-type]

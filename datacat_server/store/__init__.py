@@ -1,0 +1,50 @@
+"""The DuckDB store: schema, migrations, the one writer, and cursors for readers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from datacat_client import wire
+from datacat_server.store.database import Database
+from datacat_server.store.writer import Writer, WriteResult
+
+__all__ = ["Database", "Store", "WriteResult", "Writer"]
+
+
+class Store:
+    """The database and its writer, opened and closed together."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        heartbeat_grace: float = 3.0,
+        soft_flush_interval: float = 0.5,
+    ) -> None:
+        self.db = Database(path, heartbeat_grace=heartbeat_grace)
+        try:
+            self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval)
+        except Exception:
+            self.db.close()
+            raise
+        self.writer.start()
+
+    async def write(self, records: Sequence[wire.Record], *, dedupe: bool = True) -> WriteResult:
+        """Store records; returns once they are committed."""
+        return await asyncio.wrap_future(self.writer.submit(records, dedupe=dedupe))
+
+    def write_sync(self, records: Sequence[wire.Record], *, dedupe: bool = True) -> WriteResult:
+        """`write` for code that is not on an event loop."""
+        return self.writer.submit(records, dedupe=dedupe).result()
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """This thread's read cursor."""
+        return self.db.reader()
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.db.close()

@@ -1,0 +1,93 @@
+"""The DuckDB file: opening it, migrating it, and handing out cursors.
+
+One `Database` per server process. DuckDB lets one process open a file, and a
+connection shared by threads returns wrong results, so every reading thread gets its
+own cursor (`reader`) and the writer has one of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import duckdb
+
+from datacat_server.errors import StoreError, StoreLockedError
+from datacat_server.store.migrations import apply_migrations
+from datacat_server.store.schema import view_statements
+
+__all__ = ["Database"]
+
+
+class Database:
+    """An open DuckDB database, migrated to the current schema."""
+
+    def __init__(self, path: Path | str, *, heartbeat_grace: float = 3.0) -> None:
+        self.path = Path(path)
+        self._con = _connect(self.path)
+        try:
+            apply_migrations(self._con)
+            for statement in view_statements(heartbeat_grace):
+                self._con.execute(statement)
+        except Exception:
+            self._con.close()
+            raise
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor. It sees everything committed."""
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self.new_cursor()
+            self._local.cursor = cur
+        return cur
+
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own, closed with the database."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the database is closed")
+            cur = self._con.cursor()
+            self._cursors.append(cur)
+            return cur
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+            self._con.close()
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    if path.parent and not path.parent.exists():
+        raise StoreError(f"cannot open {path}: directory {path.parent} does not exist")
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        message = str(exc)
+        if "lock" in message.lower():
+            raise StoreLockedError(
+                f"cannot open {path}: another process holds it ({_lock_holder(message)}). "
+                "DuckDB lets one process open a database file: stop that process, or "
+                "query through it (`datacat query` talks to a running server)."
+            ) from None
+        raise StoreError(f"cannot open {path}: {message}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+
+
+def _lock_holder(message: str) -> str:
+    marker = "Conflicting lock is held in "
+    start = message.find(marker)
+    if start < 0:
+        return message
+    rest = message[start + len(marker) :]
+    end = rest.find(")")
+    return rest[: end + 1] if end >= 0 else rest
