@@ -43,12 +43,10 @@ FiniteFloat: TypeAlias = Annotated[
     float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
 ]
 NonNegativeFloat: TypeAlias = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+# The server checks that a session id is a UUID once per distinct id in a batch; a
+# pattern here would run a regular expression on every record (measured: +30 % decode).
 SessionId: TypeAlias = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
-        description="A UUID, chosen by the client.",
-    ),
+    str, msgspec.Meta(min_length=32, max_length=36, description="A UUID, chosen by the client.")
 ]
 Seq: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Timestamp: TypeAlias = Annotated[
@@ -119,6 +117,8 @@ class TestResult(_Record, tag="test_result"):
 
     nodeid: Name
     outcome: Outcome
+    #: File, class, function and parameter id may be left out when the node id
+    #: says them (``file.py::Class::func[param]``): the server reads them off it.
     file: str = ""
     line: int | None = None
     cls: str = ""

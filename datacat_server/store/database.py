@@ -18,19 +18,33 @@ from datacat_server.store.schema import view_statements
 
 __all__ = ["Database"]
 
+_open_lock = threading.Lock()
+_open_paths: set[str] = set()
+
 
 class Database:
     """An open DuckDB database, migrated to the current schema."""
 
     def __init__(self, path: Path | str, *, heartbeat_grace: float = 3.0) -> None:
         self.path = Path(path)
-        self._con = _connect(self.path)
+        self._key = str(self.path.resolve())
+        with _open_lock:
+            # DuckDB hands a second connect() in the same process the same database,
+            # which would give one file two writers: refuse it like another process.
+            if self._key in _open_paths:
+                raise StoreLockedError(
+                    f"cannot open {self.path}: it is already open in this process"
+                )
+            self._con = _connect(self.path)
+            _open_paths.add(self._key)
         try:
             apply_migrations(self._con)
             for statement in view_statements(heartbeat_grace):
                 self._con.execute(statement)
         except Exception:
             self._con.close()
+            with _open_lock:
+                _open_paths.discard(self._key)
             raise
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -63,6 +77,8 @@ class Database:
                 cur.close()
             self._cursors.clear()
             self._con.close()
+        with _open_lock:
+            _open_paths.discard(self._key)
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
