@@ -174,9 +174,11 @@ class RunFinish(_Record, tag="run_finish"):
     """How a test run ended: pytest's exit status and its counts by outcome."""
 
     exit_status: int
-    #: ``passed``, ``failed``, ``interrupted``, ``internal_error``, ``usage_error``,
-    #: ``no_tests``.
+    #: ``passed``, ``failed``, ``stopped`` (-x, --maxfail), ``interrupted`` (Ctrl-C),
+    #: ``internal_error``, ``usage_error``, ``no_tests``.
     status: str
+    #: Why pytest stopped early, as it said it (``stopping after 1 failures``).
+    reason: str = ""
     counts: dict[str, int] = {}
     duration: NonNegativeFloat = 0.0
 
@@ -224,4 +226,4 @@ _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 encode = _encoder.encode
 
 batch_decoder: msgspec.json.Decoder[Batch] = msgspec.json.Decoder(Batch)
-record_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type]
+record_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type, unused-ignore]

@@ -19,6 +19,7 @@ from datacat_server.api.deps import DEPENDENCIES
 from datacat_server.api.errors import EXCEPTION_HANDLERS
 from datacat_server.api.health import health
 from datacat_server.api.ingest import IngestController
+from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
 from datacat_server.errors import DatacatServerError
 from datacat_server.settings import Settings
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ),
     )
     return Litestar(
-        route_handlers=[health, SessionController, DataController, IngestController],
+        route_handlers=[health, SessionController, DataController, IngestController, RunController],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

@@ -248,6 +248,7 @@ def run_table(rows: Sequence[tuple[int, wire.RunStart]]) -> Any:
             "finished_at": pa.nulls(len(runs), _TS),
             "exit_status": pa.nulls(len(runs), _I32),
             "status": pa.nulls(len(runs), _TEXT),
+            "reason": pa.nulls(len(runs), _TEXT),
             "counts": pa.nulls(len(runs), _TEXT),
             "duration": pa.nulls(len(runs), _F64),
         }

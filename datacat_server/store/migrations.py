@@ -78,8 +78,8 @@ _V1 = (
         python_implementation VARCHAR NOT NULL, platform VARCHAR NOT NULL,
         hostname VARCHAR NOT NULL, pytest_version VARCHAR NOT NULL, plugins VARCHAR[] NOT NULL,
         args VARCHAR[] NOT NULL, workers INTEGER NOT NULL, started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP, exit_status INTEGER, status VARCHAR, counts JSON,
-        duration DOUBLE
+        finished_at TIMESTAMP, exit_status INTEGER, status VARCHAR, reason VARCHAR,
+        counts JSON, duration DOUBLE
     )""",
 )
 

@@ -260,12 +260,13 @@ class Writer:
         for sid, finish in staging.run_finishes:
             self._cur.execute(
                 "UPDATE runs SET finished_at = make_timestamp(CAST(round(? * 1e6) AS BIGINT)),"
-                " exit_status = ?, status = ?, counts = CAST(? AS JSON), duration = ?"
-                " WHERE sid = ?",
+                " exit_status = ?, status = ?, reason = ?, counts = CAST(? AS JSON),"
+                " duration = ? WHERE sid = ?",
                 [
                     finish.timestamp,
                     finish.exit_status,
                     finish.status,
+                    finish.reason,
                     msgspec.json.encode(finish.counts).decode(),
                     finish.duration,
                     sid,

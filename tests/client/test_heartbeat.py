@@ -66,9 +66,9 @@ def test_hang_is_logged_once_with_every_thread_stack(recorder: Recorder) -> None
 
 
 def test_next_heartbeat_after_a_hang_logs_recovery_with_its_duration(recorder: Recorder) -> None:
+    began = time.monotonic()  # the monitor's clock starts a little after this
     monitor = HeartbeatMonitor(recorder, timeout=0.2, check_interval=0.05).start()
     try:
-        began = time.monotonic()
         assert _wait_for(lambda: bool(recorder.named("application_appears_hung")))
         time.sleep(0.05)
         monitor.heartbeat()

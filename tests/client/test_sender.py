@@ -157,19 +157,33 @@ def test_offline_sender_does_not_touch_the_network_until_the_probe(
     make_sender: MakeSender, fake: FakeTransport
 ) -> None:
     fake.down = True
-    sender = make_sender(max_attempts=2, offline_for=0.3)
+    sender = make_sender(max_attempts=2, offline_for=0.6)
     sender.submit(event(1))
-    assert sender.flush(1.0) is False
-    calls = len(fake.calls)
-    assert calls == 2
+    assert _wait_for(lambda: sender.stats.spooled == 1)
+    assert len(fake.calls) == 2  # max_attempts, then offline
     for n in range(2, 5):
         sender.submit(event(n))
-        assert sender.flush(1.0) is False
-    assert len(fake.calls) == calls  # straight to the spool while offline
-    time.sleep(0.35)
+    assert _wait_for(lambda: sender.stats.spooled == 4)
+    assert len(fake.calls) == 2  # straight to the spool while offline
+    time.sleep(0.6)
     sender.submit(event(9))
+    assert _wait_for(lambda: len(fake.calls) == 3)
+    assert _wait_for(lambda: sender.stats.spooled == 5)
+    assert len(fake.calls) == 3  # one probe, not max_attempts
+
+
+def test_a_flush_probes_at_once_even_while_offline(
+    make_sender: MakeSender, fake: FakeTransport, spool_dir: Path
+) -> None:
+    fake.down = True
+    sender = make_sender(max_attempts=1, offline_for=60.0)
+    sender.submit(event(1))
     assert sender.flush(1.0) is False
-    assert len(fake.calls) == calls + 1  # one probe, not max_attempts
+    fake.down = False  # back long before the 60 s are over
+    sender.submit(event(2))
+    assert sender.flush(1.0) is True  # someone waits: the flush tried once more
+    assert [r.seq for r in fake.stored] == [1, 2]
+    assert not list(spool_dir.glob("*.jsonl"))
 
 
 def test_spool_is_resent_when_the_server_comes_back(
@@ -399,3 +413,31 @@ def test_a_session_started_while_the_server_was_down_is_sent_start_first(
     assert kinds == ["SessionStart", "Event", "Event"]
     assert [r.name for r in fake.of_kind(wire.Event)] == ["while-down", "after-restart"]
     assert not list(spool_dir.glob("*.jsonl"))
+
+
+def test_an_error_in_the_thread_is_logged_and_the_thread_keeps_running(
+    make_sender: MakeSender, fake: FakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_heartbeat() -> wire.Record:
+        raise RuntimeError("a bug")
+
+    sender = make_sender(heartbeat=broken_heartbeat, heartbeat_interval=0.01)
+    with caplog.at_level(logging.ERROR, logger="datacat"):
+        sender.submit(event(1))
+        assert _wait_for(lambda: any("sender thread" in r.getMessage() for r in caplog.records))
+        sender.submit(event(2))
+        assert sender.flush(1.0)
+    assert [r.seq for r in fake.stored] == [1, 2]
+
+
+def test_at_exit_live_senders_are_closed_and_flushed(
+    make_sender: MakeSender, fake: FakeTransport
+) -> None:
+    from datacat_client._sender import _close_all
+
+    sender = make_sender(linger=5.0)
+    sender.submit(event(1))
+    _close_all()
+    assert [r.seq for r in fake.stored] == [1]
+    sender.submit(event(2))  # closed: to the spool
+    assert sender.stats.spooled == 1

@@ -52,6 +52,8 @@ def test_upload_sends_and_removes_files(
     _write_dead_file(spool_dir, [event(n) for n in range(5)])
     report = upload_spool(spool_dir, client=client, batch_size=2)
     assert (report.files, report.sent, report.removed, report.skipped) == (1, 5, 1, [])
+    assert report.ok
+    assert str(report).startswith("1 spool files: 5 records stored, 0 already there, 1 files")
     assert [len(call.records) for call in fake.calls] == [2, 2, 1]
     assert [r.seq for r in fake.stored] == [0, 1, 2, 3, 4]
     assert list(spool_dir.iterdir()) == []
@@ -79,6 +81,7 @@ def test_upload_skips_a_file_that_is_still_being_written(
         report = upload_spool(spool_dir, client=client)
         assert report.removed == 0
         assert [reason for _, reason in report.skipped] == ["locked: still being written"]
+        assert report.ok  # a live writer's file is not a failure
         assert fake.calls == []
         assert live.paths()[0].exists()
     finally:
@@ -107,13 +110,15 @@ def test_a_refused_file_is_kept_and_reported_and_the_next_one_is_sent(
 ) -> None:
     first = _write_dead_file(spool_dir, [event(1)])
     second = _write_dead_file(spool_dir, [event(2)])
-    refused = min(first, second)  # files are taken in name order
+    os.utime(first, (1_000, 1_000))  # files are taken oldest first
     fake.script.append(APIError(400, "records[0]: bad"))
     report = upload_spool(spool_dir, client=client)
     assert report.removed == 1
-    assert report.skipped == [(str(refused), "refused: HTTP 400: records[0]: bad")]
-    assert refused.exists()
-    assert not max(first, second).exists()
+    assert report.skipped == [(str(first), "refused: HTTP 400: records[0]: bad")]
+    assert (report.failed, report.ok) == (1, False)
+    assert f"kept {first}: refused: HTTP 400" in str(report)
+    assert first.exists()
+    assert not second.exists()
 
 
 def test_rate_limited_stops_the_upload(
@@ -211,7 +216,7 @@ def test_a_file_whose_session_starts_in_another_file_is_tried_again(
     parent = _write_dead_file(spool_dir, [start, event(2)])
     os.utime(child, (1_000, 1_000))  # the child's file is the older one
     report = upload_spool(spool_dir, client=client)
-    assert (report.files, report.removed, report.skipped) == (2, 2, [])
+    assert (report.files, report.removed, report.skipped, report.ok) == (2, 2, [], True)
     assert sorted(r.seq for r in fake.stored) == [1, 2, 5]
     assert not child.exists()
     assert not parent.exists()

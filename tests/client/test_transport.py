@@ -61,7 +61,12 @@ def test_connections_are_kept_alive(server: CapturingServer) -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [({"Retry-After": "3"}, 3.0), ({"Retry-After": "0.5"}, 0.5), ({}, None)],
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"Retry-After": "0.5"}, 0.5),
+        ({"RateLimit-Limit": "100", "RateLimit-Reset": "7"}, 7.0),  # Litestar's limiter
+        ({}, None),
+    ],
 )
 def test_429_is_rate_limited_with_retry_after(
     server: CapturingServer, header: dict[str, str], expected: float | None

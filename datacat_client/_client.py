@@ -1,0 +1,192 @@
+"""`DatacatClient`: plain, synchronous calls of the REST API.
+
+Each call is one HTTP request and raises a `DatacatError` when it fails. This is the
+seed service's client, names and arguments kept; for logging from a running program,
+`create_session` (buffered, never blocking, never raising) is usually the better tool.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from . import wire
+from ._capture import ExcInfo, exception_data
+from ._config import resolve_base_url, resolve_token
+from ._errors import DatacatError
+from ._transport import HttpTransport, Transport
+
+__all__ = ["DatacatClient", "format_tags"]
+
+
+def format_tags(tags: Sequence[object] | Mapping[str, object] | None) -> list[str]:
+    """Metric tags as strings: a mapping becomes ``["key=value", ...]``."""
+    if not tags:
+        return []
+    if isinstance(tags, Mapping):
+        return [f"{key}={value}" for key, value in tags.items()]
+    if isinstance(tags, str):
+        return [tags]
+    return [tag if type(tag) is str else str(tag) for tag in tags]
+
+
+class DatacatClient:
+    """Synchronous client of the DataCat REST API.
+
+    ``base_url`` defaults to ``$DATACAT_URL`` (else ``http://127.0.0.1:8080``) and
+    ``token`` to ``$DATACAT_TOKEN``. ``transport`` replaces the one used by
+    `send_batch` (tests pass a fake); the REST calls always go over HTTP.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self.timeout = timeout
+        self._http = HttpTransport(self.base_url, resolve_token(token), timeout)
+        self.transport: Transport = self._http if transport is None else transport
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        content = None if body is None else wire.encode(body)
+        response = self._http.request(method, path, body=content, params=params)
+        if not response.content:
+            return {}
+        try:
+            return msgspec.json.decode(response.content)
+        except msgspec.DecodeError as exc:
+            raise DatacatError(f"{method} {path}: the answer is not JSON: {exc}") from exc
+
+    @staticmethod
+    def _path(session_id: str, tail: str = "") -> str:
+        return f"/api/sessions/{session_id}{tail}"
+
+    # -- the seed's API ---------------------------------------------------------------
+
+    def register_session(
+        self,
+        name: str = "",
+        product: str = "",
+        version: str = "",
+        labels: Mapping[str, str] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Create a session (``POST /api/sessions``); return its id."""
+        fields: dict[str, Any] = {
+            "name": name,
+            "product": product,
+            "version": version,
+            "labels": dict(labels) if labels else None,
+            "state": dict(state) if state else None,
+        }
+        body = {key: value for key, value in fields.items() if value}
+        answer = self._call("POST", "/api/sessions", body or None)
+        try:
+            return str(answer["session_id"])
+        except (KeyError, TypeError) as exc:
+            raise DatacatError(f"POST /api/sessions: no session_id in {answer!r}") from exc
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """A session with its state, events and metrics (``GET /api/sessions/{id}``)."""
+        answer: dict[str, Any] = self._call("GET", self._path(session_id))
+        return answer
+
+    def update_state(self, session_id: str, state: Mapping[str, Any]) -> dict[str, Any]:
+        """Deep-merge a partial state into the session's state."""
+        answer: dict[str, Any] = self._call("POST", self._path(session_id, "/state"), dict(state))
+        return answer
+
+    def log_event(self, session_id: str, name: str, data: Any = None) -> dict[str, Any]:
+        """Log an event ``{name, data}``."""
+        body = {"name": name, "data": data}
+        answer: dict[str, Any] = self._call("POST", self._path(session_id, "/events"), body)
+        return answer
+
+    def log_metric(
+        self,
+        session_id: str,
+        name: str,
+        value: float,
+        tags: Sequence[object] | Mapping[str, object] | None = None,
+    ) -> dict[str, Any]:
+        """Log a metric value; ``tags`` is a list of strings or a mapping (sent as ``k=v``)."""
+        body = {"name": name, "value": float(value), "tags": format_tags(tags)}
+        answer: dict[str, Any] = self._call("POST", self._path(session_id, "/metrics"), body)
+        return answer
+
+    def log_exception(
+        self,
+        session_id: str,
+        exc_info: ExcInfo = None,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Log an ``exception`` event (None: the exception being handled now)."""
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        return self.log_event(session_id, "exception", exception_data(exc_info, extra_data))
+
+    def end_session(self, session_id: str) -> dict[str, Any]:
+        """End a session."""
+        answer: dict[str, Any] = self._call("POST", self._path(session_id, "/end"))
+        return answer
+
+    def get_all_sessions(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every session (``GET /api/data/sessions``), optionally one page of them."""
+        params = {
+            key: value for key, value in (("limit", limit), ("offset", offset)) if value is not None
+        }
+        answer = self._call("GET", "/api/data/sessions", params=params or None)
+        if not isinstance(answer, list):
+            raise DatacatError(
+                f"GET /api/data/sessions: expected a list, got {type(answer).__name__}"
+            )
+        return answer
+
+    # -- added ------------------------------------------------------------------------
+
+    def heartbeat(self, session_id: str, interval: float | None = None) -> dict[str, Any]:
+        """Tell the server the session is alive; ``interval``: seconds until the next one."""
+        path = self._path(session_id, "/heartbeat")
+        answer: dict[str, Any] = self._call("POST", path, {"interval": interval})
+        return answer
+
+    def send_batch(self, records: Sequence[wire.Record]) -> wire.BatchAck:
+        """Send records in one ``POST /api/ingest``; return what the server stored."""
+        body = wire.encode(wire.Batch(records=list(records)))
+        return self.transport.post_batch(body, self.timeout)
+
+    def close(self) -> None:
+        """Close the connections (of the batch transport too)."""
+        self._http.close()
+        if self.transport is not self._http:
+            self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,228 @@
+"""Test runs: the list, and one run with its tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import msgspec
+
+from datacat_server.queries._common import decode_json, iso, parse_session_id
+
+__all__ = ["RunInfo", "TestRow", "get_run", "list_runs", "run_tests"]
+
+
+class RunInfo(msgspec.Struct):
+    """One pytest run: where it ran, on what code, and how it ended."""
+
+    id: str
+    project: str
+    branch: str
+    commit: str
+    dirty: bool | None
+    #: The session's status: ``running``, ``ended``, ``hung`` or ``crashed``.
+    status: str
+    #: How pytest ended: ``passed``, ``failed``, ``stopped``, ``interrupted``,
+    #: ``internal_error``, ``usage_error``, ``no_tests``; None while it runs.
+    outcome: str | None
+    reason: str | None
+    exit_status: int | None
+    #: pytest's own counts (``passed``, ``failed``, ``subtests passed``, ...).
+    counts: dict[str, int]
+    duration: float | None
+    started_at: str
+    finished_at: str | None
+    ci_provider: str
+    ci_url: str
+    python_version: str
+    python_implementation: str
+    platform: str
+    hostname: str
+    pytest_version: str
+    plugins: list[str]
+    args: list[str]
+    workers: int
+    labels: dict[str, str]
+    #: Tests started and not finished (the test a crashed run was in).
+    in_progress: dict[str, Any]
+
+
+class TestRow(msgspec.Struct):
+    """One test result: a test, a subtest, or one attempt of a rerun test."""
+
+    __test__ = False
+
+    nodeid: str
+    file: str | None
+    line: int | None
+    cls: str | None
+    func: str | None
+    param_id: str | None
+    markers: list[str]
+    subtest: str | None
+    outcome: str
+    phase: str | None
+    started_at: str | None
+    stopped_at: str | None
+    duration: float
+    setup_duration: float
+    call_duration: float
+    teardown_duration: float
+    reason: str | None
+    exc_type: str | None
+    exc_message: str | None
+    traceback: str | None
+    stdout: str | None
+    stderr: str | None
+    log: str | None
+    worker: str
+    attempt: int
+    final: bool
+    cpu_time: float | None
+    rss_delta: int | None
+
+
+_RUN_COLUMNS = """
+    s.id::VARCHAR, u.project, u.branch, u."commit", u.dirty, s.status, u.status, u.reason,
+    u.exit_status, u.counts, u.duration, u.started_at, u.finished_at, u.ci_provider, u.ci_url,
+    u.python_version, u.python_implementation, u.platform, u.hostname, u.pytest_version,
+    u.plugins, u.args, u.workers, s.labels, s.in_progress
+"""
+
+
+def _run(row: tuple[Any, ...]) -> RunInfo:
+    return RunInfo(
+        id=row[0],
+        project=row[1],
+        branch=row[2],
+        commit=row[3],
+        dirty=row[4],
+        status=row[5],
+        outcome=row[6],
+        reason=row[7] or None,
+        exit_status=row[8],
+        counts=decode_json(row[9]) or {},
+        duration=row[10],
+        started_at=iso(row[11]) or "",
+        finished_at=iso(row[12]),
+        ci_provider=row[13],
+        ci_url=row[14],
+        python_version=row[15],
+        python_implementation=row[16],
+        platform=row[17],
+        hostname=row[18],
+        pytest_version=row[19],
+        plugins=list(row[20]),
+        args=list(row[21]),
+        workers=row[22],
+        labels=dict(row[23] or {}),
+        in_progress=decode_json(row[24]) or {},
+    )
+
+
+def list_runs(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    project: str | None = None,
+    branch: str | None = None,
+    outcome: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[RunInfo]:
+    """Runs, newest first, optionally of one project, branch or outcome."""
+    where, params = ["TRUE"], []
+    for column, value in (("u.project", project), ("u.branch", branch), ("u.status", outcome)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    rows = cur.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
+        f" WHERE {' AND '.join(where)} ORDER BY u.started_at DESC, u.sid DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [_run(row) for row in rows]
+
+
+def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunInfo | None:
+    """One run (its session id), or None."""
+    key = parse_session_id(run_id)
+    if key is None:
+        return None
+    row = cur.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
+        " WHERE s.id = CAST(? AS UUID)",
+        [key],
+    ).fetchone()
+    return None if row is None else _run(row)
+
+
+_TEST_COLUMNS = """
+    t.nodeid, t.file, t.line, t.cls, t.func, t.param_id, t.markers, r.subtest,
+    r.outcome::VARCHAR, r.phase, r.started_at, r.stopped_at, r.duration, r.setup_duration,
+    r.call_duration, r.teardown_duration, d.reason, d.exc_type, d.exc_message, d.traceback,
+    d.stdout, d.stderr, d.log, r.worker, r.attempt, r.final, r.cpu_time, r.rss_delta
+"""
+
+
+def run_tests(
+    cur: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    outcome: str | None = None,
+    search: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
+) -> list[TestRow]:
+    """A run's results: failures and errors first, then by node id."""
+    key = parse_session_id(run_id)
+    if key is None:
+        return []
+    where, params = ["s.id = CAST(? AS UUID)"], [key]
+    if outcome:
+        where.append("r.outcome::VARCHAR = ?")
+        params.append(outcome)
+    if search:
+        where.append("(t.nodeid ILIKE ? ESCAPE '\\' OR r.subtest ILIKE ? ESCAPE '\\')")
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [pattern, pattern]
+    rows = cur.execute(
+        f"SELECT {_TEST_COLUMNS} FROM results r JOIN sessions s USING (sid)"
+        " JOIN tests t USING (test_id) LEFT JOIN result_details d USING (sid, seq)"
+        f" WHERE {' AND '.join(where)}"
+        " ORDER BY (r.outcome IN ('failed', 'error')) DESC, t.nodeid, r.attempt,"
+        " r.subtest NULLS LAST, r.seq LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [
+        TestRow(
+            nodeid=row[0],
+            file=row[1],
+            line=row[2],
+            cls=row[3],
+            func=row[4],
+            param_id=row[5],
+            markers=list(row[6] or []),
+            subtest=row[7],
+            outcome=row[8],
+            phase=row[9],
+            started_at=iso(row[10]),
+            stopped_at=iso(row[11]),
+            duration=row[12],
+            setup_duration=row[13],
+            call_duration=row[14],
+            teardown_duration=row[15],
+            reason=row[16],
+            exc_type=row[17],
+            exc_message=row[18],
+            traceback=row[19],
+            stdout=row[20],
+            stderr=row[21],
+            log=row[22],
+            worker=row[23],
+            attempt=row[24],
+            final=row[25],
+            cpu_time=row[26],
+            rss_delta=row[27],
+        )
+        for row in rows
+    ]

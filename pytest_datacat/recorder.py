@@ -1,0 +1,285 @@
+"""The recorder: one object, registered when DataCat is on, that turns a test run into records.
+
+It lives in the process that sees every report: the only process, or the pytest-xdist
+controller (workers run a `probe.Probe` and a hang watchdog, and send nothing else).
+Every hook catches its own errors: the plugin never changes a run's outcome, exit
+code or output beyond its one summary line, and never hangs it (the end-of-run flush
+is bounded by the flush timeout; what is not sent by then is spooled).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import pytest
+
+from datacat_client import Session, create_session, wire
+from pytest_datacat.metadata import collect_environment
+from pytest_datacat.options import Options
+from pytest_datacat.results import Attempt, subtest_fields
+from pytest_datacat.summary import Highlights, RunSummary
+from pytest_datacat.watchdog import HangWatchdog
+
+__all__ = ["Recorder", "run_status"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_STATUS = {
+    0: "passed",
+    1: "failed",
+    2: "interrupted",
+    3: "internal_error",
+    4: "usage_error",
+    5: "no_tests",
+}
+
+
+def run_status(exitstatus: int, session: pytest.Session) -> tuple[str, str]:
+    """A run's status and the reason pytest gave, from its exit status."""
+    status = _STATUS.get(int(exitstatus), f"exit_{int(exitstatus)}")
+    reason = session.shouldfail or session.shouldstop
+    if status == "failed" and reason:
+        status = "stopped"  # -x / --maxfail: the run ended early
+    return status, str(reason) if reason else ""
+
+
+def _guarded(method: Callable[P, R]) -> Callable[P, R | None]:
+    """Run a hook body, count its time, and swallow (but remember) its errors."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        self = args[0]
+        assert isinstance(self, Recorder)
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            self.errors.append(f"{method.__name__}: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self.overhead += time.perf_counter() - start
+
+    return wrapper
+
+
+class Recorder:
+    """Hooks that record one test run as one DataCat session."""
+
+    def __init__(self, config: pytest.Config, options: Options) -> None:
+        self.config = config
+        self.options = options
+        self.session: Session | None = None
+        self.errors: list[str] = []
+        self.overhead = 0.0
+        self.results = 0
+        self.outcomes: dict[str, int] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._reruns: dict[str, int] = {}
+        self._started = time.time()
+        self._metadata: threading.Thread | None = None
+        self._watchdog: HangWatchdog | None = None
+        self.summary: RunSummary | None = None
+        self.highlights = Highlights()
+        #: Chosen now, so that xdist workers can be told it before the session starts.
+        self.session_id = str(uuid.uuid4())
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _send(self, cls: type[Any], **fields: Any) -> None:
+        session = self.session
+        if session is not None:
+            fields.setdefault("timestamp", time.time())
+            session.submit(cls(session_id=session.session_id, seq=session.next_seq(), **fields))
+
+    def _log_event(self, name: str, data: dict[str, Any]) -> None:
+        if self.session is not None:
+            self.session.log_event(name, data)
+
+    def _runs_tests_here(self) -> bool:
+        """False on an xdist controller: the tests run in the workers."""
+        numprocesses = getattr(self.config.option, "numprocesses", None)
+        dist = getattr(self.config.option, "dist", "no")
+        return not numprocesses and dist == "no"
+
+    # -- session ----------------------------------------------------------------------
+
+    @_guarded
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        opts = self.options
+        self.session = create_session(
+            opts.url,
+            session_id=self.session_id,
+            token=opts.token,
+            name="pytest",
+            product=opts.project,
+            labels=opts.labels,
+            spool_dir=opts.spool_dir,
+            flush_timeout=opts.flush_timeout,
+            heartbeat_interval=opts.heartbeat_interval,
+            sender_options={"max_queue": 100_000},
+        )
+        self._started = time.time()
+        # git takes a few processes: gather it off the test run's critical path.
+        self._metadata = threading.Thread(
+            target=self._send_run_start, name="datacat-metadata", daemon=True
+        )
+        self._metadata.start()
+        if self._runs_tests_here():
+            self._watchdog = HangWatchdog(opts.hang_timeout, self._log_event).start()
+
+    def _send_run_start(self) -> None:
+        try:
+            config = self.config
+            env = collect_environment(Path(str(config.rootpath)))
+            plugins = sorted(
+                {
+                    f"{dist.project_name}-{dist.version}"
+                    for _, dist in config.pluginmanager.list_plugin_distinfo()
+                }
+            )
+            workers = getattr(config.option, "numprocesses", None)
+            self._send(
+                wire.RunStart,
+                timestamp=self._started,
+                project=self.options.project,
+                branch=env.branch,
+                commit=env.commit,
+                dirty=env.dirty,
+                ci_provider=env.ci_provider,
+                ci_url=env.ci_url,
+                python_version=env.python_version,
+                python_implementation=env.python_implementation,
+                platform=env.platform,
+                hostname=env.hostname,
+                pytest_version=pytest.__version__,
+                plugins=plugins,
+                args=[str(arg) for arg in config.invocation_params.args],
+                workers=workers if isinstance(workers, int) else 0,
+            )
+        except Exception as exc:
+            self.errors.append(f"run metadata: {type(exc).__name__}: {exc}")
+
+    # -- tests ------------------------------------------------------------------------
+
+    @_guarded
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self._attempts[nodeid] = Attempt(nodeid=nodeid)
+        self._send(wire.TestStart, nodeid=nodeid)
+        if self._watchdog is not None:
+            self._watchdog.test_started(nodeid)
+
+    @_guarded
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if hasattr(report, "context") and report.when == "call":
+            self._record(subtest_fields(report, self.options.capture))
+            return
+        attempt = self._attempts.get(report.nodeid)
+        if attempt is None:  # a report without a logstart (a crashed xdist worker)
+            attempt = self._attempts[report.nodeid] = Attempt(nodeid=report.nodeid)
+        attempt.add(report)
+        if report.when in ("teardown", "???"):
+            del self._attempts[report.nodeid]
+            self._finish(attempt)
+
+    @_guarded
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self._watchdog is not None:
+            self._watchdog.test_finished(nodeid)
+
+    def _finish(self, attempt: Attempt) -> None:
+        fields = attempt.fields(self.options.capture)
+        number = self._reruns.get(attempt.nodeid, 0)
+        if number:
+            fields["attempt"] = number
+        if attempt.rerun:
+            self._reruns[attempt.nodeid] = number + 1
+        elif number:
+            del self._reruns[attempt.nodeid]
+        self._record(fields)
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        self.results += 1
+        outcome = fields["outcome"]
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        duration = fields["setup_duration"] + fields["call_duration"] + fields["teardown_duration"]
+        name = fields["nodeid"] + (f" [{fields['subtest']}]" if fields.get("subtest") else "")
+        self.highlights.add(name, outcome, duration, fields.get("exc_message"))
+        self._send(wire.TestResult, **fields)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """pytest-xdist: tell each worker the run's session, for its hang reports."""
+        node.workerinput["datacat_session_id"] = self.session_id
+
+    @_guarded
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if not report.failed:
+            return
+        attempt = Attempt(nodeid=report.nodeid or "<collection>")
+        attempt.add(report)  # type: ignore[arg-type]
+        attempt.outcome, attempt.phase = "error", "collect"
+        self._record(attempt.fields(self.options.capture))
+
+    # -- the end ----------------------------------------------------------------------
+
+    @_guarded
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if self._metadata is not None:
+            self._metadata.join(5.0)
+        status, reason = run_status(exitstatus, session)
+        counts = self._pytest_counts()
+        duration = time.time() - self._started
+        self._send(
+            wire.RunFinish,
+            exit_status=int(exitstatus),
+            status=status,
+            reason=reason,
+            counts=counts,
+            duration=duration,
+        )
+        self._send(wire.SessionEnd)
+        delivered = self.session.flush(self.options.flush_timeout) if self.session else False
+        self.summary = RunSummary.build(
+            recorder=self,
+            status=status,
+            counts=counts,
+            duration=duration,
+            delivered=delivered,
+        )
+
+    def _pytest_counts(self) -> dict[str, int]:
+        """The counts pytest itself prints (``3 passed, 1 failed, 2 subtests passed``)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        stats = getattr(reporter, "stats", None)
+        if not isinstance(stats, dict):
+            return dict(self.outcomes)
+        return {
+            key: sum(1 for rep in reports if getattr(rep, "count_towards_summary", True))
+            for key, reports in stats.items()
+            if key
+        }
+
+    @_guarded
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.summary is None:
+            return
+        terminalreporter.write_line(self.summary.line())
+        self.summary.write_github_step_summary()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.close(timeout=min(2.0, self.options.flush_timeout))
+            except Exception as exc:  # pragma: no cover - close never raises by contract
+                sys.stderr.write(f"datacat: closing the session failed: {exc}\n")

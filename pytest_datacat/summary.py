@@ -1,0 +1,144 @@
+"""What the plugin says at the end: one terminal line, and a GitHub step summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datacat_client import default_spool_dir
+
+if TYPE_CHECKING:
+    from pytest_datacat.recorder import Recorder
+
+__all__ = ["Highlights", "RunSummary"]
+
+_ORDER = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+@dataclasses.dataclass
+class Highlights:
+    """The few results worth naming in a summary, kept in bounded memory."""
+
+    slowest_kept: int = 5
+    failures_kept: int = 20
+    slowest: list[tuple[float, str]] = dataclasses.field(default_factory=list)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    failure_count: int = 0
+
+    def add(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
+        if len(self.slowest) < self.slowest_kept:
+            heapq.heappush(self.slowest, (duration, nodeid))
+        elif duration > self.slowest[0][0]:
+            heapq.heapreplace(self.slowest, (duration, nodeid))
+        if outcome in ("failed", "error"):
+            self.failure_count += 1
+            if len(self.failures) < self.failures_kept:
+                self.failures.append((nodeid, (message or outcome).splitlines()[0][:200]))
+
+
+@dataclasses.dataclass
+class RunSummary:
+    session_id: str
+    run_url: str
+    status: str
+    counts: dict[str, int]
+    results: int
+    duration: float
+    delivered: bool
+    sent: int
+    spooled: int
+    lost: int
+    spool_dir: Path
+    overhead: float
+    errors: list[str]
+    highlights: Highlights
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        recorder: Recorder,
+        status: str,
+        counts: dict[str, int],
+        duration: float,
+        delivered: bool,
+    ) -> RunSummary:
+        session = recorder.session
+        stats = session.stats if session is not None else None
+        session_id = session.session_id if session is not None else ""
+        return cls(
+            session_id=session_id,
+            run_url=f"{recorder.options.url}/runs/{session_id}",
+            status=status,
+            counts=counts,
+            results=recorder.results,
+            duration=duration,
+            delivered=delivered,
+            sent=stats.sent + stats.duplicates if stats else 0,
+            spooled=stats.spooled if stats else 0,
+            lost=stats.lost if stats else 0,
+            spool_dir=recorder.options.spool_dir or default_spool_dir(),
+            overhead=recorder.overhead + (stats.send_seconds if stats else 0.0),
+            errors=list(recorder.errors),
+            highlights=recorder.highlights,
+        )
+
+    def _counts_text(self) -> str:
+        keys = [k for k in _ORDER if self.counts.get(k)]
+        keys += sorted(k for k in self.counts if k not in _ORDER and k != "warnings")
+        return ", ".join(f"{self.counts[k]} {k}" for k in keys) or "no tests"
+
+    def line(self) -> str:
+        """The one line the plugin adds to pytest's output."""
+        parts = [f"datacat: run {self.session_id[:8]}", f"{self.results} results recorded"]
+        if self.delivered:
+            parts.append(self.run_url)
+        elif self.spooled:
+            parts.append(
+                f"server unreachable, {self.spooled} records spooled in {self.spool_dir}"
+                f" (send them with: datacat upload {self.spool_dir})"
+            )
+        else:
+            parts.append("not all records confirmed by the server before the flush timeout")
+        if self.lost:
+            parts.append(f"{self.lost} records lost (spool not writable)")
+        parts.append(f"overhead {self.overhead:.2f}s")
+        if self.errors:
+            parts.append(f"{len(self.errors)} plugin errors (first: {self.errors[0][:120]})")
+        return " · ".join(parts)
+
+    def markdown(self) -> str:
+        """A short Markdown summary for GitHub's job page."""
+        lines = [
+            f"### DataCat: {self._counts_text()} ({self.status}, {self.duration:.1f}s)",
+            "",
+        ]
+        lines.append(
+            f"[Open this run in DataCat]({self.run_url})"
+            if self.delivered
+            else f"Results were spooled in `{self.spool_dir}`: `datacat upload {self.spool_dir}`"
+        )
+        if self.highlights.failures:
+            lines += ["", f"**Failures ({self.highlights.failure_count})**", ""]
+            lines += [
+                f"- `{_md(nodeid)}`: {_md(message)}" for nodeid, message in self.highlights.failures
+            ]
+        slowest = sorted(self.highlights.slowest, reverse=True)
+        if slowest:
+            lines += ["", "**Slowest tests**", "", "| test | seconds |", "| --- | ---: |"]
+            lines += [f"| `{_md(nodeid)}` | {seconds:.2f} |" for seconds, nodeid in slowest]
+        return "\n".join(lines) + "\n"
+
+    def write_github_step_summary(self) -> None:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not target:
+            return
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(self.markdown())
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
