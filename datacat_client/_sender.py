@@ -243,7 +243,7 @@ class BackgroundSender:
             return self._close_ok and not self._queue
         if not self._start():
             return not self._queue and not self._spool.has_pending
-        marker = _FlushMarker(self._stats.spooled + self._stats.lost, time.monotonic() + timeout)
+        marker = _FlushMarker(self._stats.lost, time.monotonic() + timeout)
         with self._markers_lock:
             self._markers += 1
         self._queue.append(marker)
@@ -327,12 +327,28 @@ class BackgroundSender:
         finally:
             self._flush_probe_until = None
         if marker is not None:
-            marker.ok = (
-                self._stats.spooled + self._stats.lost == marker.baseline
-                and not self._spool.has_pending
-            )
+            # Records spooled on the way but sent again since count as delivered.
+            marker.ok = self._stats.lost == marker.baseline and not self._spool.has_pending
+            if not marker.ok and self._retry_flush(marker):
+                return True
             marker.done.set()
         self._heartbeat_due()
+        return True
+
+    def _retry_flush(self, marker: _FlushMarker) -> bool:
+        """Someone still waits and the server did not answer: try again before their
+        deadline (a server restarting in the middle of a run comes back in seconds).
+        True when the marker was queued again."""
+        remaining = marker.deadline - time.monotonic()
+        if remaining < 0.3 or self._stopping or not self._spool.has_pending:
+            return False
+        if self._no_probe_until > time.monotonic():  # the server asked us to wait (429)
+            return False
+        time.sleep(min(0.25, remaining / 4))
+        with self._markers_lock:
+            self._markers += 1
+        self._queue.appendleft(marker)
+        self._pending.set()
         return True
 
     def _idle_wait(self) -> float | None:

@@ -1,9 +1,10 @@
 """``pytest --datacat``: the hooks pytest loads through the ``pytest11`` entry point.
 
-Only the options are registered unconditionally. When DataCat is on, `pytest_configure`
-registers the objects that do the work: a `Recorder` where every report arrives (the
-only process, or the xdist controller), a `Probe` where tests run, and on xdist workers
-a `WorkerWatch` for hangs. When it is off, nothing else is added.
+Only the options are registered unconditionally, and this module imports nothing but
+pytest and the options: with DataCat off, a run pays for neither the client library
+nor any hook. When it is on, `pytest_configure` registers the objects that do the
+work: a `Recorder` where every report arrives (the only process, or the xdist
+controller), a `Probe` where tests run, and on xdist workers a `WorkerWatch` for hangs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import pytest
 
 from pytest_datacat.options import Options, add_options, resolve_options
-from pytest_datacat.probe import Probe
-from pytest_datacat.recorder import Recorder
-from pytest_datacat.worker import WorkerWatch
 
 __all__ = ["OPTIONS_KEY", "pytest_addoption", "pytest_configure"]
 
@@ -28,9 +26,15 @@ def pytest_configure(config: pytest.Config) -> None:
     options = resolve_options(config)
     if options is None:
         return
+    from pytest_datacat.probe import Probe
+
     config.stash[OPTIONS_KEY] = options
     config.pluginmanager.register(Probe(), "datacat-probe")
     if hasattr(config, "workerinput"):
+        from pytest_datacat.worker import WorkerWatch
+
         config.pluginmanager.register(WorkerWatch(config, options), "datacat-worker")
     else:
+        from pytest_datacat.recorder import Recorder
+
         config.pluginmanager.register(Recorder(config, options), "datacat-recorder")

@@ -57,19 +57,19 @@ class SessionEntry:
     heartbeat_interval: float | None
     last_seen: float
     updated_at: float
-    #: Tests started and not finished, by xdist worker.
+    #: Tests started and not finished: node id → worker and start time.
     in_progress: dict[str, dict[str, Any]]
-    #: Newest sequence number seen per worker, so a late retry cannot revive a test.
-    worker_seq: dict[str, int]
     seqs: SeqSet
     has_run: bool
+    #: Sequence number of the newest state patch merged; a lower one arriving later
+    #: (from a spool, or a retry) means the state must be folded again in order.
+    state_seq: int = -1
 
     def copy(self) -> SessionEntry:
         return dataclasses.replace(
             self,
             seqs=self.seqs.copy(),
             in_progress=dict(self.in_progress),
-            worker_seq=dict(self.worker_seq),
         )
 
 
@@ -102,6 +102,8 @@ class Staging:
         default_factory=list
     )
     run_starts: list[tuple[int, wire.RunStart]] = dataclasses.field(default_factory=list)
+    #: Sessions whose state must be folded again from all their patches, in order.
+    refold: set[str] = dataclasses.field(default_factory=set)
     run_finishes: list[tuple[int, wire.RunFinish]] = dataclasses.field(default_factory=list)
 
     # -- sessions --------------------------------------------------------------------
@@ -132,7 +134,6 @@ class Staging:
             last_seen=self.now,
             updated_at=self.now,
             in_progress={},
-            worker_seq={},
             seqs=SeqSet([record.seq] if dedupe else []),
             has_run=False,
         )
@@ -141,6 +142,7 @@ class Staging:
         if record.state:
             entry.state = deep_merge({}, record.state)
             seq = record.seq if dedupe else None
+            entry.state_seq = -1 if seq is None else seq
             self.state_updates.append((entry.sid, seq, record))
 
     # -- requests --------------------------------------------------------------------
@@ -193,12 +195,7 @@ class Staging:
     def _result(self, entry: SessionEntry, record: wire.TestResult, seq: int | None) -> bool:
         self.results.append((entry.sid, seq, entry.product, record))
         if record.subtest is None:
-            running = entry.in_progress.get(record.worker)
-            if running is not None and running["nodeid"] == record.nodeid:
-                del entry.in_progress[record.worker]
-            order = -1 if seq is None else seq
-            if order > entry.worker_seq.get(record.worker, -1):
-                entry.worker_seq[record.worker] = order
+            entry.in_progress.pop(record.nodeid, None)
         return True
 
     def _event(self, entry: SessionEntry, record: wire.Event, seq: int | None) -> bool:
@@ -217,7 +214,11 @@ class Staging:
         return True
 
     def _state(self, entry: SessionEntry, record: wire.StateUpdate, seq: int | None) -> bool:
-        entry.state = deep_merge(entry.state, record.state)
+        if seq is not None and seq < entry.state_seq:
+            self.refold.add(entry.id)  # arrived after a newer patch: order decides
+        else:
+            entry.state = deep_merge(entry.state, record.state)
+            entry.state_seq = entry.state_seq if seq is None else seq
         self.state_updates.append((entry.sid, seq, record))
         self.state_dirty.add(entry.id)
         self.hard_dirty.add(entry.id)
@@ -229,10 +230,7 @@ class Staging:
         return True
 
     def _test_start(self, entry: SessionEntry, record: wire.TestStart, seq: int | None) -> bool:
-        order = -1 if seq is None else seq
-        if order >= entry.worker_seq.get(record.worker, -1):
-            entry.worker_seq[record.worker] = order
-            entry.in_progress[record.worker] = {"nodeid": record.nodeid, "since": record.timestamp}
+        entry.in_progress[record.nodeid] = {"worker": record.worker, "since": record.timestamp}
         return True
 
     def _end(self, entry: SessionEntry, record: wire.SessionEnd, seq: int | None) -> bool:

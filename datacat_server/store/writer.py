@@ -35,6 +35,7 @@ from datacat_client import wire
 from datacat_server.errors import StoreError, WriterBusyError
 from datacat_server.store import columns
 from datacat_server.store.database import Database
+from datacat_server.store.merge import deep_merge
 from datacat_server.store.seqset import SeqSet
 from datacat_server.store.staging import (
     HUNG,
@@ -204,6 +205,8 @@ class Writer:
     # -- the transaction ---------------------------------------------------------------
 
     def _commit(self, staging: Staging) -> None:
+        for key in staging.refold:
+            self._refold_state(staging, key)
         new_tests = self._assign_test_ids(staging)
         soft_due = time.monotonic() - self._last_soft_flush >= self._soft_flush_interval
         cur = self._cur
@@ -306,6 +309,28 @@ class Writer:
         self._soft_dirty.clear()
         self._last_soft_flush = time.monotonic()
 
+    def _refold_state(self, staging: Staging, key: str) -> None:
+        """Fold a session's state again from all its patches, in sequence order."""
+        entry = staging.sessions[key]
+        stored = self._cur.execute(
+            "SELECT seq, epoch_us(ts), patch FROM state_updates WHERE sid = ?", [entry.sid]
+        ).fetchall()
+        patches = [(seq, ts / 1e6, _decode(patch)) for seq, ts, patch in stored]
+        patches += [
+            (seq, record.timestamp, record.state)
+            for sid, seq, record in staging.state_updates
+            if sid == entry.sid
+        ]
+        # Numbered patches in their order; the seed API's unnumbered ones by time, after.
+        patches.sort(key=lambda p: (p[0] is None, p[0] if p[0] is not None else 0, p[1]))
+        state: dict[str, Any] = {}
+        for _, _, patch in patches:
+            state = deep_merge(state, patch)
+        entry.state = state
+        entry.state_seq = max((p[0] for p in patches if p[0] is not None), default=-1)
+        staging.state_dirty.add(key)
+        staging.hard_dirty.add(key)
+
     # -- test ids ------------------------------------------------------------------------
 
     def _assign_test_ids(
@@ -383,6 +408,9 @@ class Writer:
             "SELECT coalesce(max(seq), -1) FROM event_log WHERE sid = ? AND name IN (?, ?)",
             [sid, HUNG, RECOVERED],
         ).fetchone()
+        state_seq = cur.execute(
+            "SELECT coalesce(max(seq), -1) FROM state_updates WHERE sid = ?", [sid]
+        ).fetchone()
         return SessionEntry(
             sid=sid,
             id=key,
@@ -395,9 +423,9 @@ class Writer:
             last_seen=row[6] / 1e6,
             updated_at=row[7] / 1e6,
             in_progress=_decode(row[8]) if row[8] else {},
-            worker_seq={},
             seqs=SeqSet(int(s[0]) for s in seqs),
             has_run=bool(row[9]),
+            state_seq=int(state_seq[0]) if state_seq else -1,
         )
 
     def _scalar(self, sql: str) -> int:

@@ -441,3 +441,18 @@ def test_at_exit_live_senders_are_closed_and_flushed(
     assert [r.seq for r in fake.stored] == [1]
     sender.submit(event(2))  # closed: to the spool
     assert sender.stats.spooled == 1
+
+
+def test_a_flush_keeps_trying_until_its_deadline_while_the_server_restarts(
+    make_sender: MakeSender, fake: FakeTransport, spool_dir: Path
+) -> None:
+    fake.down = True
+    sender = make_sender(max_attempts=1, offline_for=0.05)
+    for n in range(3):
+        sender.submit(event(n))
+    threading.Timer(0.8, lambda: setattr(fake, "down", False)).start()  # back in 0.8 s
+    started = time.monotonic()
+    assert sender.flush(5.0) is True
+    assert 0.7 < time.monotonic() - started < 3.0
+    assert sorted(r.seq for r in fake.stored) == [0, 1, 2]
+    assert not list(spool_dir.glob("*.jsonl"))

@@ -208,5 +208,21 @@ def test_tests_in_progress_name_the_test_a_crash_interrupted(client: Client) -> 
     )
     assert _wait_status(client, maker.session_id, "crashed") == "crashed"
     session = client.get(f"/api/sessions/{maker.session_id}").json()
-    assert session["in_progress"]["gw0"]["nodeid"] == "t.py::test_killed"
-    assert session["in_progress"]["gw1"]["nodeid"] == "t.py::test_other"
+    assert session["in_progress"]["t.py::test_killed"]["worker"] == "gw0"
+    assert session["in_progress"]["t.py::test_other"]["worker"] == "gw1"
+    assert set(session["in_progress"]) == {"t.py::test_killed", "t.py::test_other"}
+
+
+def test_state_follows_sequence_order_not_arrival_order(client: Client) -> None:
+    maker = RecordMaker()
+    start = maker.start(state={"n": 0, "keep": True})
+    first = maker.make(wire.StateUpdate, state={"n": 1, "a": {"x": 1}})
+    second = maker.make(wire.StateUpdate, state={"n": 2, "a": {"y": 2}})
+    third = maker.make(wire.StateUpdate, state={"n": 3})
+    # The second patch went to a spool and arrives last.
+    _post(client, batch(start, first))
+    _post(client, batch(third))
+    assert client.get(f"/api/sessions/{maker.session_id}").json()["state"]["n"] == 3
+    _post(client, batch(second))
+    state = client.get(f"/api/sessions/{maker.session_id}").json()["state"]
+    assert state == {"n": 3, "keep": True, "a": {"x": 1, "y": 2}}
