@@ -101,7 +101,9 @@ class BackgroundSender:
         *,
         session_id: str,
         spool_dir: Path | str,
-        max_queue: int = 10_000,
+        # Big enough for a burst of 100,000 calls in a tight loop to stay in memory
+        # (a few tens of MB at most); past it, records are written to the spool.
+        max_queue: int = 100_000,
         batch_size: int = 1000,
         linger: float = 0.05,
         heartbeat: Callable[[], wire.Record] | None = None,

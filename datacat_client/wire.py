@@ -59,7 +59,10 @@ OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed"
 Outcome: TypeAlias = Literal["passed", "failed", "skipped", "xfailed", "xpassed", "error"]
 
 
-class _Record(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+# gc=False: records hold no references back to themselves, so the garbage collector
+# need not track them; tracking thousands of queued or decoded records made every
+# collection slower (measured: about half of the extra GC time of a recorded run).
+class _Record(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True, gc=False):
     session_id: SessionId
     seq: Seq
     timestamp: Timestamp
@@ -201,13 +204,13 @@ Record: TypeAlias = (
 )
 
 
-class Batch(msgspec.Struct):
+class Batch(msgspec.Struct, gc=False):
     """What ``POST /api/ingest`` takes: records of one or more sessions."""
 
     records: list[Record]
 
 
-class BatchAck(msgspec.Struct):
+class BatchAck(msgspec.Struct, gc=False):
     """The answer to a batch, sent after it is committed."""
 
     accepted: int

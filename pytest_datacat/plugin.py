@@ -26,13 +26,12 @@ def pytest_configure(config: pytest.Config) -> None:
     options = resolve_options(config)
     if options is None:
         return
-    from pytest_datacat.probe import Probe
-
     config.stash[OPTIONS_KEY] = options
-    config.pluginmanager.register(Probe(), "datacat-probe")
     if hasattr(config, "workerinput"):
+        from pytest_datacat.probe import Probe
         from pytest_datacat.worker import WorkerWatch
 
+        config.pluginmanager.register(Probe(), "datacat-probe")
         config.pluginmanager.register(WorkerWatch(config, options), "datacat-worker")
     else:
         from pytest_datacat.recorder import Recorder

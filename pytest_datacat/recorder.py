@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 import pytest
 
 from datacat_client import Session, create_session, wire
+from pytest_datacat.measure import MarkerNames, ResidentMemory, cpu_time
 from pytest_datacat.metadata import collect_environment
 from pytest_datacat.options import Options
 from pytest_datacat.results import Attempt, subtest_fields
@@ -90,6 +91,12 @@ class Recorder:
         self.highlights = Highlights()
         #: Chosen now, so that xdist workers can be told it before the session starts.
         self.session_id = str(uuid.uuid4())
+        #: Tests run in this process (no xdist): measure them here, and find their
+        #: items (for markers) by node id.
+        self._local = self._runs_tests_here()
+        self._memory = ResidentMemory() if self._local else None
+        self._items: dict[str, pytest.Item] = {}
+        self._markers = MarkerNames()
 
     # -- helpers --------------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class Recorder:
             spool_dir=opts.spool_dir,
             flush_timeout=opts.flush_timeout,
             heartbeat_interval=opts.heartbeat_interval,
-            sender_options={"max_queue": 100_000},
+            sender_options={"max_queue": 100_000, "linger": 1.0, "batch_size": 5000},
         )
         self._started = time.time()
         # git takes a few processes: gather it off the test run's critical path.
@@ -170,32 +177,78 @@ class Recorder:
     # -- tests ------------------------------------------------------------------------
 
     @_guarded
-    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self._attempts[nodeid] = Attempt(nodeid=nodeid)
-        self._send(wire.TestStart, nodeid=nodeid)
-        if self._watchdog is not None:
-            self._watchdog.test_started(nodeid)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._local:
+            self._items = {item.nodeid: item for item in session.items}
 
-    @_guarded
+    # The two hooks below run for every test and every phase: they keep their own time
+    # and errors inline rather than through `_guarded` (a call layer per hook per test).
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        start = time.perf_counter()
+        try:
+            now = time.time()
+            memory = self._memory
+            self._attempts[nodeid] = (
+                Attempt(nodeid, now, cpu_time(), memory.read())
+                if memory is not None
+                else Attempt(nodeid, now)
+            )
+            session = self.session
+            if session is not None:
+                session.submit(
+                    wire.TestStart(
+                        session_id=self.session_id,
+                        seq=session.next_seq(),
+                        timestamp=now,
+                        nodeid=nodeid,
+                    )
+                )
+            if self._watchdog is not None:
+                self._watchdog.test_started(nodeid)
+        except Exception as exc:
+            self.errors.append(f"pytest_runtest_logstart: {type(exc).__name__}: {exc}")
+        self.overhead += time.perf_counter() - start
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if hasattr(report, "context") and report.when == "call":
+        start = time.perf_counter()
+        try:
+            self._report(report)
+        except Exception as exc:
+            self.errors.append(f"pytest_runtest_logreport: {type(exc).__name__}: {exc}")
+        self.overhead += time.perf_counter() - start
+
+    def _report(self, report: pytest.TestReport) -> None:
+        if "context" in report.__dict__:  # a subtest's report
             self._record(subtest_fields(report, self.options.capture))
             return
-        attempt = self._attempts.get(report.nodeid)
+        nodeid = report.nodeid
+        attempt = self._attempts.get(nodeid)
         if attempt is None:  # a report without a logstart (a crashed xdist worker)
-            attempt = self._attempts[report.nodeid] = Attempt(nodeid=report.nodeid)
+            attempt = self._attempts[nodeid] = Attempt(nodeid)
         attempt.add(report)
-        if report.when in ("teardown", "???"):
-            del self._attempts[report.nodeid]
+        when: str = report.when  # xdist reports a crashed worker's test with "???"
+        if when == "teardown" or when == "???":  # noqa: PLR1714 - cheaper than a set here
+            del self._attempts[nodeid]
+            if self._watchdog is not None:
+                self._watchdog.test_finished(nodeid)
             self._finish(attempt)
 
-    @_guarded
-    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        if self._watchdog is not None:
-            self._watchdog.test_finished(nodeid)
+    def _measured(self, attempt: Attempt) -> dict[str, Any] | None:
+        """CPU time, memory change and markers of a test that ran in this process."""
+        if self._memory is None or attempt.cpu_start is None:
+            return None
+        measured: dict[str, Any] = {"cpu_time": max(0.0, cpu_time() - attempt.cpu_start)}
+        rss = self._memory.read()
+        if rss is not None and attempt.rss_start is not None:
+            measured["rss_delta"] = rss - attempt.rss_start
+        item = self._items.get(attempt.nodeid)
+        if item is not None:
+            measured["markers"] = self._markers(item)
+        return measured
 
     def _finish(self, attempt: Attempt) -> None:
-        fields = attempt.fields(self.options.capture)
+        fields = attempt.fields(self.options.capture, self._measured(attempt))
         number = self._reruns.get(attempt.nodeid, 0)
         if number:
             fields["attempt"] = number
@@ -210,8 +263,9 @@ class Recorder:
         outcome = fields["outcome"]
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         duration = fields["setup_duration"] + fields["call_duration"] + fields["teardown_duration"]
-        name = fields["nodeid"] + (f" [{fields['subtest']}]" if fields.get("subtest") else "")
-        self.highlights.add(name, outcome, duration, fields.get("exc_message"))
+        self.highlights.add(
+            fields["nodeid"], fields.get("subtest"), outcome, duration, fields.get("exc_message")
+        )
         self._send(wire.TestResult, **fields)
 
     @pytest.hookimpl(optionalhook=True)
@@ -223,7 +277,7 @@ class Recorder:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not report.failed:
             return
-        attempt = Attempt(nodeid=report.nodeid or "<collection>")
+        attempt = Attempt(report.nodeid or "<collection>")
         attempt.add(report)  # type: ignore[arg-type]
         attempt.outcome, attempt.phase = "error", "collect"
         self._record(attempt.fields(self.options.capture))

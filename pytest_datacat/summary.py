@@ -28,15 +28,24 @@ class Highlights:
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     failure_count: int = 0
 
-    def add(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
-        if len(self.slowest) < self.slowest_kept:
-            heapq.heappush(self.slowest, (duration, nodeid))
-        elif duration > self.slowest[0][0]:
-            heapq.heapreplace(self.slowest, (duration, nodeid))
-        if outcome in ("failed", "error"):
+    def add(
+        self, nodeid: str, subtest: str | None, outcome: str, duration: float, message: str | None
+    ) -> None:
+        """Consider one result (called for every result: keep the common case cheap)."""
+        slowest = self.slowest
+        if len(slowest) < self.slowest_kept:
+            heapq.heappush(slowest, (duration, _name(nodeid, subtest)))
+        elif duration > slowest[0][0]:
+            heapq.heapreplace(slowest, (duration, _name(nodeid, subtest)))
+        if outcome == "failed" or outcome == "error":  # noqa: PLR1714 - hot path
             self.failure_count += 1
             if len(self.failures) < self.failures_kept:
-                self.failures.append((nodeid, (message or outcome).splitlines()[0][:200]))
+                line = (message or outcome).split("\n", 1)[0][:200]
+                self.failures.append((_name(nodeid, subtest), line))
+
+
+def _name(nodeid: str, subtest: str | None) -> str:
+    return f"{nodeid} [{subtest}]" if subtest else nodeid
 
 
 @dataclasses.dataclass

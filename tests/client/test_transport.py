@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import socket
+import threading
 import time
 
 import pytest
@@ -186,3 +187,29 @@ def test_parse_retry_after_reads_back_any_seconds(seconds: float) -> None:
 def test_parse_retry_after_never_raises(value: str) -> None:
     result = parse_retry_after(value)
     assert result is None or result >= 0
+
+
+def test_closing_ends_a_post_that_waits_on_a_silent_server() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    transport = HttpTransport(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    errors: list[Exception] = []
+
+    def post() -> None:
+        try:
+            transport.post_batch(wire.encode(wire.Batch([event(1)])), timeout=30.0)
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    time.sleep(0.3)  # the post is now waiting for an answer that never comes
+    started = time.monotonic()
+    transport.close()
+    thread.join(5)
+    listener.close()
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 3
+    assert len(errors) == 1
+    assert isinstance(errors[0], TransportError)

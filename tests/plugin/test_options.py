@@ -58,7 +58,7 @@ def test_three_ways_to_switch_it_on(
     config = pytester.parseconfigure(*plugins(), *args)
     try:
         names = {name for name, _ in config.pluginmanager.list_name_plugin()}
-        assert {"datacat-recorder", "datacat-probe"} <= names
+        assert "datacat-recorder" in names
     finally:
         config._ensure_unconfigure()
 

@@ -64,7 +64,11 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.kill()  # never leave a half-started server behind
+            raise
         return self
 
     def wait_healthy(self, timeout: float) -> None:
