@@ -17,13 +17,16 @@ from litestar.types import Scope
 from datacat_server import __version__
 from datacat_server.api.deps import DEPENDENCIES
 from datacat_server.api.errors import EXCEPTION_HANDLERS
+from datacat_server.api.explore import MetricController
 from datacat_server.api.health import health
 from datacat_server.api.ingest import IngestController
+from datacat_server.api.insights import InsightController
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
+from datacat_server.api.sql import SqlController
 from datacat_server.errors import DatacatServerError
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import Store, open_store
 
 __all__ = ["create_app"]
 
@@ -41,11 +44,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         owned = store is None
-        opened = store or Store(
-            settings.db_path,
-            heartbeat_grace=settings.heartbeat_grace,
-            soft_flush_interval=settings.soft_flush_interval,
-        )
+        opened = store or open_store(settings)
         app.state.store = opened
         try:
             yield
@@ -63,7 +62,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ),
     )
     return Litestar(
-        route_handlers=[health, SessionController, DataController, IngestController, RunController],
+        route_handlers=[
+            health,
+            SessionController,
+            DataController,
+            IngestController,
+            RunController,
+            InsightController,
+            MetricController,
+            SqlController,
+        ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

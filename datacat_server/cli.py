@@ -42,7 +42,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from datacat_server.app import create_app
     from datacat_server.errors import StoreError
     from datacat_server.settings import Settings
-    from datacat_server.store import Store
+    from datacat_server.store import open_store
 
     try:
         settings = Settings.from_env(db_path=args.db, host=args.host, port=args.port)
@@ -50,11 +50,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"datacat serve: {exc}\n")
         return 2
     try:
-        store = Store(
-            settings.db_path,
-            heartbeat_grace=settings.heartbeat_grace,
-            soft_flush_interval=settings.soft_flush_interval,
-        )
+        store = open_store(settings)
     except StoreError as exc:
         sys.stderr.write(f"datacat serve: {exc}\n")
         return 1

@@ -47,6 +47,11 @@ class Settings:
     max_body_size: int = 50_000_000
     #: Records per ingest batch.
     max_batch_records: int = 20_000
+    #: DuckDB's memory limit for the whole store (queries beyond it fail cleanly).
+    memory_limit: str = "2GB"
+    #: Read-only SQL: most rows returned, and seconds before a query is stopped.
+    sql_max_rows: int = 10_000
+    sql_timeout: float = 10.0
     #: Show tracebacks in error answers. Tests only.
     debug: bool = False
 
@@ -61,6 +66,9 @@ class Settings:
             "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
             "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
             "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
+            "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
+            "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
+            "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:

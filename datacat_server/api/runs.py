@@ -10,7 +10,15 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from datacat_client import wire
-from datacat_server.queries.runs import RunInfo, TestRow, get_run, list_runs, run_tests
+from datacat_server.queries.runs import (
+    HangEvent,
+    RunInfo,
+    TestRow,
+    get_run,
+    list_runs,
+    run_hangs,
+    run_tests,
+)
 from datacat_server.store import Store
 
 __all__ = ["RunController"]
@@ -57,10 +65,22 @@ class RunController(Controller):
         run_id: FromPath[str],
         outcome: Outcome = None,
         q: Annotated[str | None, QueryParameter(description="Node id contains.")] = None,
+        order: Annotated[
+            str, QueryParameter(pattern="^(failures|slowest|nodeid)$", description="Order.")
+        ] = "failures",
         limit: Annotated[int, QueryParameter(ge=1, le=100_000)] = 500,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[TestRow]:
         cur = store.reader()
         if get_run(cur, run_id) is None:
             raise NotFoundException(f"unknown run: {run_id}")
-        return run_tests(cur, run_id, outcome=outcome, search=q, limit=limit, offset=offset)
+        return run_tests(
+            cur, run_id, outcome=outcome, search=q, order=order, limit=limit, offset=offset
+        )
+
+    @get("/{run_id:str}/hangs", sync_to_thread=True, summary="A run's hangs, with stacks")
+    def hangs(self, store: NamedDependency[Store], run_id: FromPath[str]) -> list[HangEvent]:
+        cur = store.reader()
+        if get_run(cur, run_id) is None:
+            raise NotFoundException(f"unknown run: {run_id}")
+        return run_hangs(cur, run_id)

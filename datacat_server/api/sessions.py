@@ -20,6 +20,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from datacat_client import wire
+from datacat_server.api.explore import SessionQueries
 from datacat_server.queries._common import parse_session_id
 from datacat_server.queries.sessions import SessionDetail, get_session, iter_sessions
 from datacat_server.store import Store
@@ -76,7 +77,7 @@ def _known_id(session_id: str) -> str:
 _OK = Ok()
 
 
-class SessionController(Controller):
+class SessionController(SessionQueries):
     path = "/api/sessions"
     tags = ("sessions (seed API)",)
 

@@ -9,7 +9,7 @@ import msgspec
 
 from datacat_server.queries._common import decode_json, iso, parse_session_id
 
-__all__ = ["RunInfo", "TestRow", "get_run", "list_runs", "run_tests"]
+__all__ = ["HangEvent", "RunInfo", "TestRow", "get_run", "list_runs", "run_hangs", "run_tests"]
 
 
 class RunInfo(msgspec.Struct):
@@ -164,16 +164,26 @@ _TEST_COLUMNS = """
 """
 
 
+_ORDERS = {
+    "failures": "(r.outcome IN ('failed', 'error')) DESC, t.nodeid, r.attempt,"
+    " r.subtest NULLS LAST, r.seq",
+    "slowest": "r.duration DESC, t.nodeid, r.seq",
+    "nodeid": "t.nodeid, r.attempt, r.subtest NULLS LAST, r.seq",
+}
+
+
 def run_tests(
     cur: duckdb.DuckDBPyConnection,
     run_id: str,
     *,
     outcome: str | None = None,
     search: str | None = None,
+    order: str = "failures",
     limit: int = 500,
     offset: int = 0,
 ) -> list[TestRow]:
-    """A run's results: failures and errors first, then by node id."""
+    """A run's results: failures and errors first, then by node id (``order="failures"``);
+    or the slowest first (``"slowest"``), or by node id (``"nodeid"``)."""
     key = parse_session_id(run_id)
     if key is None:
         return []
@@ -189,8 +199,7 @@ def run_tests(
         f"SELECT {_TEST_COLUMNS} FROM results r JOIN sessions s USING (sid)"
         " JOIN tests t USING (test_id) LEFT JOIN result_details d USING (sid, seq)"
         f" WHERE {' AND '.join(where)}"
-        " ORDER BY (r.outcome IN ('failed', 'error')) DESC, t.nodeid, r.attempt,"
-        " r.subtest NULLS LAST, r.seq LIMIT ? OFFSET ?",
+        f" ORDER BY {_ORDERS.get(order, _ORDERS['failures'])} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
     return [
@@ -226,3 +235,26 @@ def run_tests(
         )
         for row in rows
     ]
+
+
+class HangEvent(msgspec.Struct):
+    """A hang report of a run (``application_appears_hung``) or its recovery."""
+
+    timestamp: str
+    name: str
+    data: dict[str, Any]
+
+
+def run_hangs(cur: duckdb.DuckDBPyConnection, run_id: str) -> list[HangEvent]:
+    """The hang and recovery events of a run, oldest first, with their thread stacks."""
+    key = parse_session_id(run_id)
+    if key is None:
+        return []
+    rows = cur.execute(
+        "SELECT e.ts, e.name, e.data FROM event_log e JOIN sessions s USING (sid)"
+        " WHERE s.id = CAST(? AS UUID)"
+        " AND e.name IN ('application_appears_hung', 'application_recovered')"
+        " ORDER BY e.ts, e.seq",
+        [key],
+    ).fetchall()
+    return [HangEvent(iso(ts) or "", name, decode_json(data) or {}) for ts, name, data in rows]

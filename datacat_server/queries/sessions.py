@@ -10,8 +10,20 @@ import duckdb
 import msgspec
 
 from datacat_server.queries._common import decode_json, iso, parse_session_id
+from datacat_server.queries.state_filter import state_filter
 
-__all__ = ["EventOut", "MetricOut", "SessionDetail", "get_session", "iter_sessions"]
+__all__ = [
+    "STATUSES",
+    "EventOut",
+    "MetricOut",
+    "SessionDetail",
+    "SessionSummary",
+    "StatePatch",
+    "get_session",
+    "iter_sessions",
+    "list_sessions",
+    "state_history",
+]
 
 
 class EventOut(msgspec.Struct):
@@ -146,3 +158,98 @@ def iter_sessions(
             remaining -= len(rows)
         if len(rows) < size:
             return
+
+
+class SessionSummary(msgspec.Struct):
+    """A session in a list: who, what, and how it is doing."""
+
+    id: str
+    name: str
+    product: str
+    version: str
+    labels: dict[str, str]
+    status: str
+    created_at: str
+    updated_at: str
+    ended_at: str | None
+
+
+class StatePatch(msgspec.Struct):
+    timestamp: str
+    patch: dict[str, Any]
+
+
+STATUSES = ("running", "ended", "hung", "crashed")
+
+
+def list_sessions(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    status: str | None = None,
+    name: str | None = None,
+    label: str | None = None,
+    path: str | None = None,
+    value: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[SessionSummary]:
+    """Sessions, newest first.
+
+    ``name`` matches the name or the product (case-insensitive, part of it);
+    ``label`` is ``key=value`` (or ``key`` alone: has the label); ``path`` and ``value``
+    keep sessions whose current state has ``value`` at the dot ``path``.
+    """
+    where, params = ["TRUE"], []
+    if status:
+        where.append("s.status = ?")
+        params.append(status)
+    if name:
+        where.append("(s.name ILIKE ? OR s.product ILIKE ?)")
+        params += [f"%{name}%", f"%{name}%"]
+    if label:
+        key, sep, wanted = label.partition("=")
+        if sep:
+            where.append("s.labels[?] = ?")
+            params += [key, wanted]
+        else:
+            where.append("map_contains(s.labels, ?)")
+            params.append(key)
+    if path is not None and value is not None:
+        clause, clause_params = state_filter("current", path, value)
+        where.append(clause)
+        params += clause_params
+    rows = cur.execute(
+        "SELECT s.id::VARCHAR, s.name, s.product, s.version, s.labels, s.status,"
+        " s.created_at, s.updated_at, s.ended_at FROM session_status s"
+        f" WHERE {' AND '.join(where)} ORDER BY s.sid DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [
+        SessionSummary(
+            id=row[0],
+            name=row[1],
+            product=row[2],
+            version=row[3],
+            labels=dict(row[4] or {}),
+            status=row[5],
+            created_at=iso(row[6]) or "",
+            updated_at=iso(row[7]) or "",
+            ended_at=iso(row[8]),
+        )
+        for row in rows
+    ]
+
+
+def state_history(cur: duckdb.DuckDBPyConnection, session_id: str) -> list[StatePatch]:
+    """Every state patch of a session, in the order it was applied."""
+    key = parse_session_id(session_id)
+    if key is None:
+        return []
+    rows = cur.execute(
+        "SELECT u.ts, u.patch FROM state_updates u JOIN sessions s USING (sid)"
+        " WHERE s.id = CAST(? AS UUID) ORDER BY u.seq NULLS LAST, u.ts",
+        [key],
+    ).fetchall()
+    return [
+        StatePatch(timestamp=iso(ts) or "", patch=decode_json(patch) or {}) for ts, patch in rows
+    ]

@@ -9,10 +9,11 @@ from pathlib import Path
 import duckdb
 
 from datacat_client import wire
+from datacat_server.settings import Settings
 from datacat_server.store.database import Database
 from datacat_server.store.writer import Writer, WriteResult
 
-__all__ = ["Database", "Store", "WriteResult", "Writer"]
+__all__ = ["Database", "Store", "WriteResult", "Writer", "open_store"]
 
 
 class Store:
@@ -24,8 +25,9 @@ class Store:
         *,
         heartbeat_grace: float = 3.0,
         soft_flush_interval: float = 0.5,
+        memory_limit: str = "2GB",
     ) -> None:
-        self.db = Database(path, heartbeat_grace=heartbeat_grace)
+        self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
         try:
             self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval)
         except Exception:
@@ -48,3 +50,13 @@ class Store:
     def close(self) -> None:
         self.writer.stop()
         self.db.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings describe."""
+    return Store(
+        settings.db_path,
+        heartbeat_grace=settings.heartbeat_grace,
+        soft_flush_interval=settings.soft_flush_interval,
+        memory_limit=settings.memory_limit,
+    )

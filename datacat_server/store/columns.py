@@ -1,4 +1,4 @@
-"""Staged rows → Arrow tables → one ``INSERT INTO t SELECT * FROM batch`` per table.
+"""Staged rows → Arrow tables → one insert per table.
 
 The writer hands DuckDB each table as one Arrow table per transaction: measured here
 several times faster than row-wise inserts. Columns are built with one comprehension

@@ -25,7 +25,9 @@ _open_paths: set[str] = set()
 class Database:
     """An open DuckDB database, migrated to the current schema."""
 
-    def __init__(self, path: Path | str, *, heartbeat_grace: float = 3.0) -> None:
+    def __init__(
+        self, path: Path | str, *, heartbeat_grace: float = 3.0, memory_limit: str = "2GB"
+    ) -> None:
         self.path = Path(path)
         self._key = str(self.path.resolve())
         with _open_lock:
@@ -41,6 +43,7 @@ class Database:
             apply_migrations(self._con)
             for statement in view_statements(heartbeat_grace):
                 self._con.execute(statement)
+            _lock_down(self._con, memory_limit)
         except Exception:
             self._con.close()
             with _open_lock:
@@ -50,6 +53,14 @@ class Database:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
         self._closed = False
+
+    def sandbox(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor for people's SQL (interrupted by time limits)."""
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "sandbox", None)
+        if cur is None:
+            cur = self.new_cursor()
+            self._local.sandbox = cur
+        return cur
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor. It sees everything committed."""
@@ -79,6 +90,20 @@ class Database:
             self._con.close()
         with _open_lock:
             _open_paths.discard(self._key)
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """Database-wide: no file access, no extensions, settings frozen (order matters:
+    once locked, nothing can be set; see `datacat_server.queries.sql`)."""
+    for statement in (
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        "SET allow_community_extensions = false",
+        f"SET memory_limit = '{memory_limit}'",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    ):
+        con.execute(statement)
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,80 @@
+"""The runs a query looks at: the last N runs of a project (and branch).
+
+Results are appended in run order, so one run's rows sit together and a window of
+recent runs is a narrow range of ``sid``: passing that range lets DuckDB skip every
+row group outside it (its min/max zone maps), and the exact set of runs is then a
+semi-join. This keeps the flaky, slow and failure queries proportional to the window,
+not to the whole history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import duckdb
+
+__all__ = ["Window", "default_project", "projects", "recent_runs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """A set of runs (by session serial), and the range that holds them."""
+
+    sids: list[int]
+    lo: int
+    hi: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.sids
+
+    def where(self, alias: str = "r") -> tuple[str, list[object]]:
+        """SQL selecting the rows of ``alias`` (a table with ``sid``) in the window.
+
+        When the window holds every run in its range (one project, no branch filter),
+        the range alone says it, and the semi-join is skipped.
+        """
+        if len(self.sids) == self.hi - self.lo + 1:
+            return f"{alias}.sid BETWEEN ? AND ?", [self.lo, self.hi]
+        return (
+            f"{alias}.sid BETWEEN ? AND ? AND {alias}.sid IN (SELECT unnest(?::INTEGER[]))",
+            [self.lo, self.hi, self.sids],
+        )
+
+
+def recent_runs(
+    cur: duckdb.DuckDBPyConnection,
+    project: str | None,
+    branch: str | None = None,
+    runs: int = 100,
+) -> Window:
+    """The last ``runs`` runs of ``project`` (on ``branch`` if given), newest first."""
+    where, params = ["TRUE"], []
+    if project is not None:
+        where.append("project = ?")
+        params.append(project)
+    if branch:
+        where.append("branch = ?")
+        params.append(branch)
+    rows = cur.execute(
+        f"SELECT sid FROM runs WHERE {' AND '.join(where)}"
+        " ORDER BY started_at DESC, sid DESC LIMIT ?",
+        [*params, runs],
+    ).fetchall()
+    sids = [int(row[0]) for row in rows]
+    return Window(sids, min(sids, default=0), max(sids, default=-1))
+
+
+def projects(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str]]]:
+    """Every project with its branches, most recently run first."""
+    rows = cur.execute(
+        "SELECT project, list(DISTINCT branch ORDER BY branch), max(started_at) AS latest"
+        " FROM runs GROUP BY project ORDER BY latest DESC"
+    ).fetchall()
+    return [(row[0], [b for b in row[1] if b]) for row in rows]
+
+
+def default_project(cur: duckdb.DuckDBPyConnection) -> str | None:
+    """The project of the most recent run, or None if nothing ran yet."""
+    row = cur.execute("SELECT project FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    return None if row is None else str(row[0])
