@@ -21,7 +21,7 @@ def normalize_message_sql(column: str) -> str:
     uuid = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     folded = f"regexp_replace(coalesce({column}, ''), '{uuid}', '<uuid>', 'g')"
     folded = f"regexp_replace({folded}, '0x[0-9a-fA-F]+', '<hex>', 'g')"
-    folded = f"regexp_replace({folded}, '\\d+(\\.\\d+)?', '<n>', 'g')"
+    folded = f"regexp_replace({folded}, '\\d+', '<n>', 'g')"
     return f"left({folded}, 300)"
 
 

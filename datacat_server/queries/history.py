@@ -106,3 +106,6 @@ def test_history(
         last_failure=failed[-1].started_at if failed else None,
         failing_since=since,
     )
+
+
+test_history.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name

@@ -17,7 +17,8 @@ class RecordMaker:
         self.seq = start
 
     def make(self, cls: type[Any], **fields: Any) -> Any:
-        record = cls(session_id=self.session_id, seq=self.seq, timestamp=time.time(), **fields)
+        fields.setdefault("timestamp", time.time())
+        record = cls(session_id=self.session_id, seq=self.seq, **fields)
         self.seq += 1
         return record
 
