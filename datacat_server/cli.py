@@ -81,6 +81,20 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    _require_server_extra("query")
+    from datacat_server.query_cli import run_query
+
+    return run_query(
+        args.sql,
+        url=args.url,
+        token=args.token,
+        db=args.db,
+        fmt=args.format,
+        max_rows=args.max_rows,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datacat",
@@ -129,6 +143,33 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
     upload.set_defaults(func=_cmd_upload)
+
+    query = sub.add_parser(
+        "query",
+        help="run one read-only SQL query against the store",
+        description="Run one read-only SQL statement (SELECT, WITH, FROM, DESCRIBE, SHOW,"
+        " SUMMARIZE, EXPLAIN). It goes through a running server (only one process can"
+        " open the DuckDB file); when none answers, the file is opened directly.",
+        epilog='Example: datacat query "SELECT nodeid, avg(duration) FROM test_results'
+        ' GROUP BY 1 ORDER BY 2 DESC LIMIT 10"',
+    )
+    query.add_argument("sql", help="the SQL statement")
+    query.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output (table)"
+    )
+    query.add_argument(
+        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
+    )
+    query.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
+    query.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="query this file directly, without a server (default when no server answers:"
+        " DATACAT_DB, else ./datacat.duckdb)",
+    )
+    query.add_argument("--max-rows", type=int, default=10_000, help="most rows shown (10000)")
+    query.set_defaults(func=_cmd_query)
     return parser
 
 

@@ -16,7 +16,7 @@ from datacat_server.errors import StoreError, StoreLockedError
 from datacat_server.store.migrations import apply_migrations
 from datacat_server.store.schema import view_statements
 
-__all__ = ["Database"]
+__all__ = ["Database", "lock_down"]
 
 _open_lock = threading.Lock()
 _open_paths: set[str] = set()
@@ -43,7 +43,7 @@ class Database:
             apply_migrations(self._con)
             for statement in view_statements(heartbeat_grace):
                 self._con.execute(statement)
-            _lock_down(self._con, memory_limit)
+            lock_down(self._con, memory_limit)
         except Exception:
             self._con.close()
             with _open_lock:
@@ -92,7 +92,7 @@ class Database:
             _open_paths.discard(self._key)
 
 
-def _lock_down(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+def lock_down(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     """Database-wide: no file access, no extensions, settings frozen (order matters:
     once locked, nothing can be set; see `datacat_server.queries.sql`)."""
     for statement in (
