@@ -95,6 +95,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _require_server_extra("demo")
+    from datacat_server.demo import run_demo
+
+    return run_demo(args.db, runs=args.runs, host=args.host, port=args.port)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datacat",
@@ -170,6 +177,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--max-rows", type=int, default=10_000, help="most rows shown (10000)")
     query.set_defaults(func=_cmd_query)
+
+    demo = sub.add_parser(
+        "demo",
+        help="fill a new database with sample test runs and sessions, then serve it",
+        description="Run the sample suite several times through the pytest plugin (flaky,"
+        " slow, regressed and hanging tests; a few commits and branches) and the client"
+        " examples, into a new database, then serve it. About a minute.",
+    )
+    demo.add_argument(
+        "--db", type=Path, default=Path("datacat-demo.duckdb"), help="new DuckDB file"
+    )
+    demo.add_argument("--runs", type=int, default=8, help="test runs to record (8)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8080, help="port (8080)")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
