@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from datacat_server.limits import Limits
+
 __all__ = ["Settings"]
 
 
@@ -47,6 +49,14 @@ class Settings:
     max_body_size: int = 50_000_000
     #: Records per ingest batch.
     max_batch_records: int = 20_000
+    #: Per record (see `datacat_server.api.limits`): names and node ids are refused past
+    #: their length, free text is cut; JSON data is refused past the depth and size.
+    max_name_length: int = 1_000
+    max_nodeid_length: int = 4_000
+    max_text_length: int = 100_000
+    max_depth: int = 32
+    max_data_bytes: int = 1_000_000
+    max_tags: int = 50
     #: DuckDB's memory limit for the whole store (queries beyond it fail cleanly).
     memory_limit: str = "2GB"
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
@@ -54,6 +64,18 @@ class Settings:
     sql_timeout: float = 10.0
     #: Show tracebacks in error answers. Tests only.
     debug: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        """The per-record limits, as the API checks them."""
+        return Limits(
+            max_name_length=self.max_name_length,
+            max_nodeid_length=self.max_nodeid_length,
+            max_text_length=self.max_text_length,
+            max_depth=self.max_depth,
+            max_data_bytes=self.max_data_bytes,
+            max_tags=self.max_tags,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -66,6 +88,12 @@ class Settings:
             "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
             "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
             "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
+            "max_name_length": _env_int(env, "DATACAT_MAX_NAME_LENGTH", 1_000),
+            "max_nodeid_length": _env_int(env, "DATACAT_MAX_NODEID_LENGTH", 4_000),
+            "max_text_length": _env_int(env, "DATACAT_MAX_TEXT_LENGTH", 100_000),
+            "max_depth": _env_int(env, "DATACAT_MAX_DEPTH", 32),
+            "max_data_bytes": _env_int(env, "DATACAT_MAX_DATA_BYTES", 1_000_000),
+            "max_tags": _env_int(env, "DATACAT_MAX_TAGS", 50),
             "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
             "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),

@@ -21,8 +21,10 @@ from litestar.response import Stream
 
 from datacat_client import wire
 from datacat_server.api.explore import SessionQueries
+from datacat_server.limits import check_records
 from datacat_server.queries._common import parse_session_id
 from datacat_server.queries.sessions import SessionDetail, get_session, iter_sessions
+from datacat_server.settings import Settings
 from datacat_server.store import Store
 
 __all__ = ["DataController", "SessionController"]
@@ -77,13 +79,23 @@ def _known_id(session_id: str) -> str:
 _OK = Ok()
 
 
+async def _write(store: Store, settings: Settings, record: wire.Record) -> None:
+    """Check one record against the limits, then store it (the seed's endpoints have no
+    sequence numbers: no deduplication)."""
+    check_records([record], settings.limits)
+    await store.write([record], dedupe=False)
+
+
 class SessionController(SessionQueries):
     path = "/api/sessions"
     tags = ("sessions (seed API)",)
 
     @post("/", status_code=200, summary="Start a session")
     async def create(
-        self, store: NamedDependency[Store], data: JSONBody[SessionCreate | None] = None
+        self,
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        data: JSONBody[SessionCreate | None] = None,
     ) -> SessionCreated:
         body = data or SessionCreate()
         key = str(uuid.UUID(body.id)) if body.id else str(uuid.uuid4())
@@ -98,7 +110,7 @@ class SessionController(SessionQueries):
             state=body.state,
             heartbeat_interval=body.heartbeat_interval,
         )
-        await store.write([record], dedupe=False)
+        await _write(store, settings, record)
         return SessionCreated(session_id=key)
 
     @get("/{session_id:str}", sync_to_thread=True, summary="A session with its events and metrics")
@@ -112,30 +124,40 @@ class SessionController(SessionQueries):
     async def update_state(
         self,
         store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[dict[str, Any]],
     ) -> Ok:
         key = _known_id(session_id)
-        await store.write(
-            [wire.StateUpdate(session_id=key, seq=0, timestamp=time.time(), state=data)],
-            dedupe=False,
+        await _write(
+            store,
+            settings,
+            wire.StateUpdate(session_id=key, seq=0, timestamp=time.time(), state=data),
         )
         return _OK
 
     @post("/{session_id:str}/events", status_code=200, summary="Log an event")
     async def log_event(
-        self, store: NamedDependency[Store], session_id: FromPath[str], data: JSONBody[EventIn]
+        self,
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        session_id: FromPath[str],
+        data: JSONBody[EventIn],
     ) -> Ok:
         key = _known_id(session_id)
         record = wire.Event(
             session_id=key, seq=0, timestamp=time.time(), name=data.name, data=data.data
         )
-        await store.write([record], dedupe=False)
+        await _write(store, settings, record)
         return _OK
 
     @post("/{session_id:str}/metrics", status_code=200, summary="Log a metric")
     async def log_metric(
-        self, store: NamedDependency[Store], session_id: FromPath[str], data: JSONBody[MetricIn]
+        self,
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        session_id: FromPath[str],
+        data: JSONBody[MetricIn],
     ) -> Ok:
         key = _known_id(session_id)
         tags = (
@@ -149,28 +171,32 @@ class SessionController(SessionQueries):
             value=data.value,
             tags=tags,
         )
-        await store.write([record], dedupe=False)
+        await _write(store, settings, record)
         return _OK
 
     @post("/{session_id:str}/heartbeat", status_code=200, summary="Say the client is alive")
     async def heartbeat(
         self,
         store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[HeartbeatIn | None] = None,
     ) -> Ok:
         key = _known_id(session_id)
         interval = data.interval if data else None
         record = wire.Heartbeat(session_id=key, seq=0, timestamp=time.time(), interval=interval)
-        await store.write([record], dedupe=False)
+        await _write(store, settings, record)
         return _OK
 
     @post("/{session_id:str}/end", status_code=200, summary="End a session")
-    async def end(self, store: NamedDependency[Store], session_id: FromPath[str]) -> Ok:
+    async def end(
+        self,
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
+        session_id: FromPath[str],
+    ) -> Ok:
         key = _known_id(session_id)
-        await store.write(
-            [wire.SessionEnd(session_id=key, seq=0, timestamp=time.time())], dedupe=False
-        )
+        await _write(store, settings, wire.SessionEnd(session_id=key, seq=0, timestamp=time.time()))
         return _OK
 
 
