@@ -21,6 +21,7 @@ from datacat_server.api.explore import MetricController
 from datacat_server.api.health import health
 from datacat_server.api.ingest import IngestController
 from datacat_server.api.insights import InsightController
+from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
 from datacat_server.api.sql import SqlController
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         lifespan=[lifespan],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_size,
+        request_class=SafeJsonRequest,
         state=State({"settings": settings}),
         debug=settings.debug,
         after_exception=[_log_unexpected],
