@@ -62,6 +62,16 @@ class Settings:
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
     sql_max_rows: int = 10_000
     sql_timeout: float = 10.0
+    #: Keep data for this many days, overall and per project: "30", "30,demo=7".
+    #: Empty: keep everything. Applied every ``retention_interval`` seconds.
+    retention: str = ""
+    retention_interval: float = 3600.0
+    #: Requests a second per token (per address without one), and the burst allowed;
+    #: 0 turns rate limiting off.
+    rate_limit: float = 200.0
+    rate_burst: float = 2000.0
+    #: Bind addresses other than loopback without any token configured.
+    allow_anonymous: bool = False
     #: Show tracebacks in error answers. Tests only.
     debug: bool = False
 
@@ -97,6 +107,12 @@ class Settings:
             "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
             "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
+            "retention": env.get("DATACAT_RETENTION_DAYS") or "",
+            "retention_interval": _env_float(env, "DATACAT_RETENTION_INTERVAL", 3600.0),
+            "rate_limit": _env_float(env, "DATACAT_RATE_LIMIT", 200.0),
+            "rate_burst": _env_float(env, "DATACAT_RATE_BURST", 2000.0),
+            "allow_anonymous": (env.get("DATACAT_ALLOW_ANONYMOUS") or "").lower()
+            in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import duckdb
 from datacat_client import wire
 from datacat_server.settings import Settings
 from datacat_server.store.database import Database
+from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
 from datacat_server.store.writer import Writer, WriteResult
 
 __all__ = ["Database", "Store", "WriteResult", "Writer", "open_store"]
@@ -42,6 +44,17 @@ class Store:
     def write_sync(self, records: Sequence[wire.Record], *, dedupe: bool = True) -> WriteResult:
         """`write` for code that is not on an event loop."""
         return self.writer.submit(records, dedupe=dedupe).result()
+
+    def apply_retention(
+        self, policy: RetentionPolicy, *, now: dt.datetime | None = None
+    ) -> RetentionResult:
+        """Delete what the policy no longer keeps, then let DuckDB reuse the space."""
+        result: RetentionResult = self.writer.maintain(
+            lambda cur: delete_old(cur, policy, now)
+        ).result()
+        if result.sessions:
+            self.writer.maintain(lambda cur: cur.execute("CHECKPOINT"), transaction=False).result()
+        return result
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's read cursor."""

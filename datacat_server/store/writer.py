@@ -25,9 +25,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import duckdb
 import msgspec
 import pyarrow as pa
 
@@ -51,6 +52,15 @@ __all__ = ["WriteResult", "Writer"]
 log = logging.getLogger("datacat.writer")
 
 _decode = msgspec.json.decode
+
+
+@dataclasses.dataclass(slots=True)
+class _Task:
+    """Maintenance (retention) run by the writer thread, in a transaction of its own."""
+
+    fn: Callable[[duckdb.DuckDBPyConnection], Any]
+    future: concurrent.futures.Future[Any]
+    transaction: bool = True
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,7 +90,7 @@ class Writer:
     ) -> None:
         self._db = db
         self._cur = db.new_cursor()
-        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[_Request | _Task | None] = queue.Queue(maxsize=max_pending)
         self._soft_flush_interval = soft_flush_interval
         self._max_group_records = max_group_records
         self._sessions: collections.OrderedDict[str, SessionEntry] = collections.OrderedDict()
@@ -122,6 +132,22 @@ class Writer:
             future.set_exception(WriterBusyError("too many writes are waiting; retry shortly"))
         return future
 
+    def maintain(
+        self, fn: Callable[[duckdb.DuckDBPyConnection], Any], *, transaction: bool = True
+    ) -> concurrent.futures.Future[Any]:
+        """Run ``fn(cursor)`` in the writer thread, between batches (in one transaction,
+        unless ``transaction`` is False: a checkpoint cannot run in one).
+
+        Meant for changes that are not records (deleting old data): afterwards the
+        writer forgets what it knew of sessions, and reads it again from the store.
+        """
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if self._stopped:
+            future.set_exception(StoreError("the server is shutting down"))
+        else:
+            self._queue.put(_Task(fn, future, transaction))
+        return future
+
     @property
     def pending(self) -> int:
         """Requests waiting for the writer."""
@@ -138,14 +164,20 @@ class Writer:
                 continue
             if first is None:
                 break
-            group, stop = self._drain(first)
+            if isinstance(first, _Task):
+                self._run_task(first)
+                continue
+            group, stop, task = self._drain(first)
             self._process(group)
+            if task is not None:
+                self._run_task(task)
             if stop:
                 break
         self._flush_soft_guarded()
 
-    def _drain(self, first: _Request) -> tuple[list[_Request], bool]:
-        """``first`` and whatever else is queued, up to the group size."""
+    def _drain(self, first: _Request) -> tuple[list[_Request], bool, _Task | None]:
+        """``first`` and whatever else is queued, up to the group size (stopping at a
+        maintenance task, which runs after the group)."""
         group = [first]
         count = len(first.records)
         while count < self._max_group_records:
@@ -154,10 +186,35 @@ class Writer:
             except queue.Empty:
                 break
             if nxt is None:
-                return group, True
+                return group, True, None
+            if isinstance(nxt, _Task):
+                return group, False, nxt
             group.append(nxt)
             count += len(nxt.records)
-        return group, False
+        return group, False, None
+
+    def _run_task(self, task: _Task) -> None:
+        self._flush_soft_guarded()
+        cur = self._cur
+        try:
+            if not task.transaction:
+                result = task.fn(cur)
+            else:
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    result = task.fn(cur)
+                    cur.execute("COMMIT")
+                except Exception:
+                    cur.execute("ROLLBACK")
+                    raise
+        except Exception as exc:
+            log.exception("maintenance failed")
+            task.future.set_exception(exc)
+            return
+        finally:
+            self._sessions.clear()
+            self._soft_dirty.clear()
+        task.future.set_result(result)
 
     def _flush_soft_guarded(self) -> None:
         try:

@@ -26,8 +26,8 @@ class RecordMaker:
         record: wire.SessionStart = self.make(wire.SessionStart, **fields)
         return record
 
-    def event(self, name: str, data: Any = None) -> wire.Event:
-        record: wire.Event = self.make(wire.Event, name=name, data=data)
+    def event(self, name: str, data: Any = None, **fields: Any) -> wire.Event:
+        record: wire.Event = self.make(wire.Event, name=name, data=data, **fields)
         return record
 
     def result(self, nodeid: str, outcome: str = "passed", **fields: Any) -> wire.TestResult:

@@ -1,0 +1,181 @@
+"""Who may do what: tokens with scopes, checked by one guard on every route.
+
+Scopes:
+
+- ``ingest``: create sessions and send records (the client, the pytest plugin);
+- ``read``: the API's reads, the dashboard, the SQL console;
+- ``admin``: everything, including deleting old data (retention).
+
+Tokens come from ``DATACAT_TOKENS`` (``scope[+scope]:token`` items separated by commas)
+and/or a tokens file (``DATACAT_TOKENS_FILE``: one ``scope[+scope] token [name]`` per
+line, ``#`` comments). A request presents its token as ``Authorization: Bearer …``;
+the dashboard also accepts it from an HTTP-only, same-site cookie set by its login form
+(for reading only: a cookie never authorises a write, so a forged cross-site request
+cannot send data). Tokens are compared in constant time, every configured token each
+time. With no token configured the server is open (and binds 127.0.0.1 only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+__all__ = [
+    "COOKIE",
+    "Scope",
+    "Token",
+    "TokenSet",
+    "guard",
+    "load_tokens",
+    "presented_token",
+    "required_scope",
+]
+
+COOKIE = "datacat_token"
+
+
+class Scope(enum.StrEnum):
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    secret: str
+    scopes: frozenset[Scope]
+    name: str = ""
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSet:
+    tokens: tuple[Token, ...] = ()
+
+    @property
+    def open(self) -> bool:
+        """No token configured: every request is allowed."""
+        return not self.tokens
+
+    def find(self, candidate: str) -> Token | None:
+        """The token ``candidate`` is, compared in constant time against every token."""
+        found = None
+        given = candidate.encode()
+        for token in self.tokens:
+            if secrets.compare_digest(given, token.secret.encode()):
+                found = token
+        return found
+
+
+class TokenConfigError(ValueError):
+    """The token configuration cannot be read."""
+
+
+def _parse_scopes(text: str, where: str) -> frozenset[Scope]:
+    try:
+        return frozenset(Scope(part.strip()) for part in text.split("+") if part.strip())
+    except ValueError:
+        raise TokenConfigError(
+            f"{where}: unknown scope in {text!r} (scopes: ingest, read, admin)"
+        ) from None
+
+
+def _check_secret(secret: str, where: str) -> str:
+    if len(secret) < 16:
+        raise TokenConfigError(f"{where}: a token must be at least 16 characters long")
+    return secret
+
+
+def _from_env(value: str) -> Iterable[Token]:
+    for i, item in enumerate(part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        scopes, sep, secret = item.partition(":")
+        where = f"DATACAT_TOKENS item {i + 1}"
+        if not sep:
+            raise TokenConfigError(f"{where}: write it as scope:token, e.g. ingest:<token>")
+        yield Token(_check_secret(secret.strip(), where), _parse_scopes(scopes, where))
+
+
+def _from_file(path: Path) -> Iterable[Token]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise TokenConfigError(f"cannot read the tokens file {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        where = f"{path}:{number}"
+        if len(words) < 2:
+            raise TokenConfigError(f"{where}: write 'scope token [name]'")
+        yield Token(
+            _check_secret(words[1], where), _parse_scopes(words[0], where), " ".join(words[2:])
+        )
+
+
+def load_tokens(env: Mapping[str, str]) -> TokenSet:
+    """The tokens configured by ``DATACAT_TOKENS`` and ``DATACAT_TOKENS_FILE``."""
+    tokens = list(_from_env(env.get("DATACAT_TOKENS", "")))
+    if env.get("DATACAT_TOKENS_FILE"):
+        tokens += _from_file(Path(env["DATACAT_TOKENS_FILE"]))
+    return TokenSet(tuple(tokens))
+
+
+def required_scope(handler: BaseRouteHandler, method: str) -> Scope | None:
+    """The scope a route needs: its ``opt["scope"]``, else read for GET and ingest for
+    the rest; None for public routes (``opt["public"]``)."""
+    if handler.opt.get("public"):
+        return None
+    scope = handler.opt.get("scope")
+    if scope is not None:
+        return Scope(scope)
+    return Scope.READ if method in ("GET", "HEAD", "OPTIONS") else Scope.INGEST
+
+
+def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str | None, bool]:
+    """The token a request presents, and whether it came from the dashboard's cookie."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), False
+    cookie = connection.cookies.get(COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Allow the request, or raise 401 (no or unknown token) / 403 (wrong scope)."""
+    tokens: TokenSet = connection.app.state.tokens
+    if tokens.open:
+        return
+    scope = required_scope(handler, str(connection.scope.get("method", "GET")))
+    if scope is None:
+        return
+    candidate, from_cookie = presented_token(connection)
+    if candidate is None:
+        raise NotAuthorizedException(
+            "a token is required: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="datacat"'},
+        )
+    token = tokens.find(candidate)
+    if token is None:
+        raise NotAuthorizedException(
+            "this token is not known here",
+            headers={"WWW-Authenticate": 'Bearer realm="datacat", error="invalid_token"'},
+        )
+    if from_cookie and scope is not Scope.READ:
+        raise PermissionDeniedException(
+            "the dashboard's login cookie only reads; send a bearer token to write"
+        )
+    if not token.allows(scope):
+        raise PermissionDeniedException(f"this token lacks the {scope} scope")

@@ -1,0 +1,113 @@
+"""Rate limiting per token (per client address for requests without a known token).
+
+A token bucket per identity: ``rate`` requests a second on average, bursts of
+``burst``. Over it, the answer is 429 with ``Retry-After`` (seconds), which the client
+and the pytest plugin honour. Litestar's own limiter counts per client address and
+sends no ``Retry-After`` (see FACTS.md); a CI fleet shares one ingest token and one
+proxy address, so identity here is the token.
+
+A batch of records is one request, so it counts once. The default (200 requests a
+second, bursts of 2,000, per token) does not throttle hundreds of concurrent CI jobs,
+whose plugins post about one batch a second each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from datacat_server.auth import COOKIE, TokenSet
+
+__all__ = ["RateLimitMiddleware", "TokenBuckets"]
+
+
+class TokenBuckets:
+    """One bucket per identity, refilled continuously."""
+
+    def __init__(self, rate: float, burst: float, *, max_identities: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._max = max_identities
+
+    def take(self, identity: str, now: float | None = None) -> float:
+        """Take one request's worth; 0 when allowed, else seconds until one is."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            level, last = self._buckets.get(identity, (self.burst, now))
+            level = min(self.burst, level + (now - last) * self.rate)
+            if level >= 1:
+                self._buckets[identity] = (level - 1, now)
+                return 0.0
+            self._buckets[identity] = (level, now)
+            if len(self._buckets) > self._max:
+                self._forget_full(now)
+            return (1 - level) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: drop those.
+        full_after = self.burst / self.rate
+        self._buckets = {
+            key: (level, last)
+            for key, (level, last) in self._buckets.items()
+            if now - last < full_after
+        }
+
+
+def _identity(scope: Scope, tokens: TokenSet) -> str:
+    headers = dict(scope.get("headers", []))
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    candidate = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if not candidate:
+        for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                candidate = value
+    if candidate and tokens.find(candidate) is not None:
+        return "token:" + hashlib.sha256(candidate.encode()).hexdigest()[:32]
+    client = scope.get("client")
+    return f"address:{client[0] if client else '?'}"
+
+
+class RateLimitMiddleware:
+    """ASGI middleware answering 429 with ``Retry-After`` over the limit."""
+
+    def __init__(
+        self, app: ASGIApp, *, buckets: TokenBuckets, tokens: TokenSet, exclude: tuple[str, ...]
+    ) -> None:
+        self.app = app
+        self.buckets = buckets
+        self.tokens = tokens
+        self.exclude = exclude
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if str(scope["type"]) != "http" or scope.get("path", "").startswith(self.exclude):
+            await self.app(scope, receive, send)
+            return
+        wait = self.buckets.take(_identity(scope, self.tokens))
+        if not wait:
+            await self.app(scope, receive, send)
+            return
+        seconds = max(1, math.ceil(wait))
+        body = (
+            b'{"status_code":429,"detail":"too many requests; retry after '
+            + str(seconds).encode()
+            + b' s"}'
+        )
+        start: Any = {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", str(seconds).encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": body, "more_body": False})

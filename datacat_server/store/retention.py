@@ -1,0 +1,100 @@
+"""Retention: deleting sessions (and everything they logged) older than a number of days.
+
+Deleting is the one change that is not an append, so it runs in the writer thread
+(`Writer.maintain`), in one transaction, followed by a checkpoint so that DuckDB
+reuses the freed blocks: under a steady load with retention on, the file stops
+growing. Test identities (``tests``) stay: they are small and a test that comes back
+keeps its id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+
+import duckdb
+import msgspec
+
+from datacat_server.store.schema import BASE_TABLES
+
+__all__ = ["RetentionPolicy", "RetentionResult", "delete_old"]
+
+
+class RetentionResult(msgspec.Struct):
+    sessions: int
+    #: Rows deleted, by table.
+    rows: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionPolicy:
+    """Keep data for ``days`` (None: forever), or per project as ``projects`` says."""
+
+    days: float | None = None
+    projects: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> RetentionPolicy:
+        """``"30"``, ``"30,demo=7,shop=90"`` or ``"shop=90"`` (see DATACAT_RETENTION_DAYS)."""
+        days: float | None = None
+        projects: dict[str, float] = {}
+        for part in (item.strip() for item in (text or "").split(",")):
+            if not part:
+                continue
+            name, sep, value = part.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"retention: {value!r} is not a number of days") from None
+            if number <= 0:
+                raise ValueError(f"retention: {part!r} must be a positive number of days")
+            if sep:
+                projects[name.strip()] = number
+            else:
+                days = number
+        return cls(days, projects)
+
+    @property
+    def active(self) -> bool:
+        return self.days is not None or bool(self.projects)
+
+
+def _cutoff(days: float, now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(days=days)
+
+
+def delete_old(
+    cur: duckdb.DuckDBPyConnection, policy: RetentionPolicy, now: dt.datetime | None = None
+) -> RetentionResult:
+    """Delete every session created before its cutoff. Runs in the caller's transaction.
+
+    A session belongs to the project of its run (pytest) or, for other programs, to
+    its product; a project named in the policy uses its own days, others the default.
+    """
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    named = list(policy.projects)
+    conditions, params = [], []
+    for project, days in policy.projects.items():
+        conditions.append("(s.product = ? AND s.created_at < ?)")
+        params += [project, _cutoff(days, now)]
+    if policy.days is not None:
+        conditions.append("(s.product NOT IN (SELECT unnest(?::VARCHAR[])) AND s.created_at < ?)")
+        params += [named, _cutoff(policy.days, now)]
+    if not conditions:
+        return RetentionResult(0, {})
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE _expired AS SELECT s.sid FROM sessions s"
+        f" WHERE {' OR '.join(conditions)}",
+        params,
+    )
+    expired = cur.execute("SELECT count(*) FROM _expired").fetchone()
+    rows: dict[str, int] = {}
+    for table in BASE_TABLES:
+        if table == "tests":
+            continue
+        done = cur.execute(f"DELETE FROM {table} WHERE sid IN (SELECT sid FROM _expired)")
+        deleted = done.fetchone()
+        rows[table] = int(deleted[0]) if deleted else 0
+    cur.execute("DROP TABLE _expired")
+    return RetentionResult(int(expired[0]) if expired else 0, rows)
