@@ -32,6 +32,7 @@ __all__ = [
     "COOKIE",
     "Scope",
     "Token",
+    "TokenConfigError",
     "TokenSet",
     "guard",
     "load_tokens",

@@ -40,14 +40,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from datacat_server.app import create_app
+    from datacat_server.auth import TokenConfigError, load_tokens
     from datacat_server.errors import StoreError
     from datacat_server.settings import Settings
     from datacat_server.store import open_store
 
     try:
-        settings = Settings.from_env(db_path=args.db, host=args.host, port=args.port)
-    except ValueError as exc:
+        settings = Settings.from_env(
+            db_path=args.db,
+            host=args.host,
+            port=args.port,
+            allow_anonymous=args.allow_anonymous or None,
+        )
+        tokens = load_tokens(os.environ)
+    except (ValueError, TokenConfigError) as exc:
         sys.stderr.write(f"datacat serve: {exc}\n")
+        return 2
+    if tokens.open and not settings.allow_anonymous and not _is_loopback(settings.host):
+        sys.stderr.write(
+            f"datacat serve: refusing to listen on {settings.host} without tokens: anyone who"
+            " can reach it could read and write everything.\n"
+            "Configure tokens (DATACAT_TOKENS=ingest:<token>,read:<token>,admin:<token> or"
+            " DATACAT_TOKENS_FILE; see SECURITY.md; `datacat token` makes one), or pass"
+            " --allow-anonymous to accept the risk.\n"
+        )
         return 2
     try:
         store = open_store(settings)
@@ -55,7 +71,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"datacat serve: {exc}\n")
         return 1
     try:
-        app = create_app(settings, store=store)
+        app = create_app(settings, store=store, tokens=tokens)
         sys.stderr.write(
             f"DataCat serving {settings.db_path} on http://{settings.host}:{settings.port}"
             f"  (API docs: /schema)\n"
@@ -70,6 +86,51 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    sys.stdout.write(f"{token}\n")
+    sys.stderr.write(
+        f"Give it to the server, e.g. DATACAT_TOKENS={args.scope}:{token}"
+        " (or a line '{args.scope} <token> <name>' in DATACAT_TOKENS_FILE),"
+        " and to its users as DATACAT_TOKEN.\n"
+    )
+    return 0
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    import httpx
+
+    url = (args.url or os.environ.get("DATACAT_URL") or "http://127.0.0.1:8080").rstrip("/")
+    token = args.token or os.environ.get("DATACAT_TOKEN")
+    body = {"days": args.days, "project": args.project} if args.days is not None else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        answer = httpx.post(f"{url}/api/admin/retention", json=body, headers=headers, timeout=600)
+    except httpx.TransportError as exc:
+        sys.stderr.write(f"datacat retention: no server answers at {url}: {exc}\n")
+        return 1
+    if answer.status_code != 200:
+        sys.stderr.write(f"datacat retention: {answer.status_code}: {answer.text}\n")
+        return 1
+    result = answer.json()
+    rows = sum(result["rows"].values())
+    sys.stdout.write(f"deleted {result['sessions']} sessions ({rows} rows)\n")
     return 0
 
 
@@ -130,6 +191,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--access-log", action="store_true", help="log every request (off by default)"
+    )
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="listen on a non-loopback address without tokens (anyone who can reach it"
+        " can read and write everything; see SECURITY.md)",
     )
     serve.set_defaults(func=_cmd_serve)
 
@@ -192,6 +259,32 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080, help="port (8080)")
     demo.set_defaults(func=_cmd_demo)
+
+    token = sub.add_parser(
+        "token",
+        help="print a new random API token",
+        description="Print a new random token (256 bits), to configure on the server"
+        " (DATACAT_TOKENS or DATACAT_TOKENS_FILE) and give to its users.",
+    )
+    token.add_argument(
+        "--scope",
+        default="ingest",
+        choices=["ingest", "read", "admin", "ingest+read"],
+        help="the scope to suggest in the hint (ingest)",
+    )
+    token.set_defaults(func=_cmd_token)
+
+    retention = sub.add_parser(
+        "retention",
+        help="delete old data on a running server (needs an admin token)",
+        description="Apply the server's retention policy (DATACAT_RETENTION_DAYS), or delete"
+        " sessions older than --days (of --project only, if given).",
+    )
+    retention.add_argument("--days", type=float, default=None, help="keep this many days")
+    retention.add_argument("--project", default=None, help="only this project")
+    retention.add_argument("--url", default=None, help="server URL (default: DATACAT_URL)")
+    retention.add_argument("--token", default=None, help="admin token (default: DATACAT_TOKEN)")
+    retention.set_defaults(func=_cmd_retention)
     return parser
 
 

@@ -55,6 +55,7 @@ def _answer(result: QueryResult, fmt: str) -> Response[Any]:
 class SqlController(Controller):
     path = "/api/sql"
     tags = ("sql",)
+    opt = {"scope": "read"}  # noqa: RUF012 - a read, even when POSTed
 
     @post(
         "/",
