@@ -47,8 +47,8 @@ class RetentionPolicy:
                 number = float(value)
             except ValueError:
                 raise ValueError(f"retention: {value!r} is not a number of days") from None
-            if number <= 0:
-                raise ValueError(f"retention: {part!r} must be a positive number of days")
+            if not 0 < number <= 36_500:
+                raise ValueError(f"retention: {part!r} must be between 0 and 36500 days")
             if sep:
                 projects[name.strip()] = number
             else:
@@ -88,13 +88,14 @@ def delete_old(
         f" WHERE {' OR '.join(conditions)}",
         params,
     )
-    expired = cur.execute("SELECT count(*) FROM _expired").fetchone()
+    # fetchall: the writer's cursor must not keep an unfinished result (DuckDB 2.0).
+    expired = cur.execute("SELECT count(*) FROM _expired").fetchall()[0]
     rows: dict[str, int] = {}
     for table in BASE_TABLES:
         if table == "tests":
             continue
         done = cur.execute(f"DELETE FROM {table} WHERE sid IN (SELECT sid FROM _expired)")
-        deleted = done.fetchone()
-        rows[table] = int(deleted[0]) if deleted else 0
+        deleted = done.fetchall()
+        rows[table] = int(deleted[0][0]) if deleted else 0
     cur.execute("DROP TABLE _expired")
-    return RetentionResult(int(expired[0]) if expired else 0, rows)
+    return RetentionResult(int(expired[0]), rows)

@@ -449,13 +449,13 @@ class Writer:
 
     def _load_session(self, key: str) -> SessionEntry | None:
         cur = self._cur
-        row = cur.execute(
+        row = self._one(
             "SELECT sid, product, state, epoch_us(ended_at), hung, heartbeat_interval,"
             " epoch_us(last_seen), epoch_us(updated_at), in_progress,"
             " EXISTS (SELECT 1 FROM runs r WHERE r.sid = s.sid)"
             " FROM sessions s WHERE id = CAST(? AS UUID)",
             [key],
-        ).fetchone()
+        )
         if row is None:
             return None
         sid = int(row[0])
@@ -466,13 +466,13 @@ class Writer:
             " UNION ALL SELECT seq FROM results WHERE sid = $1 AND seq IS NOT NULL",
             [sid],
         ).fetchall()
-        hung_seq = cur.execute(
+        hung_seq = self._one(
             "SELECT coalesce(max(seq), -1) FROM event_log WHERE sid = ? AND name IN (?, ?)",
             [sid, HUNG, RECOVERED],
-        ).fetchone()
-        state_seq = cur.execute(
+        )
+        state_seq = self._one(
             "SELECT coalesce(max(seq), -1) FROM state_updates WHERE sid = ?", [sid]
-        ).fetchone()
+        )
         return SessionEntry(
             sid=sid,
             id=key,
@@ -490,6 +490,13 @@ class Writer:
             state_seq=int(state_seq[0]) if state_seq else -1,
         )
 
+    def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+        # fetchall, not fetchone: since DuckDB 2.0 a result not fetched to its end
+        # makes the cursor's next relation call (from_arrow) fail with "unfinished
+        # result from execute()".
+        rows = self._cur.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
     def _scalar(self, sql: str) -> int:
-        row = self._cur.execute(sql).fetchone()
+        row = self._one(sql)
         return int(row[0]) if row else 0

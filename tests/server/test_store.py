@@ -82,6 +82,27 @@ def test_exactly_once_survives_a_restart(db_path: Path) -> None:
         store.close()
 
 
+def test_a_run_goes_on_after_a_restart(db_path: Path) -> None:
+    maker = RecordMaker()
+    store = Store(db_path)
+    store.write_sync([maker.start(product="p"), maker.result("t::old")])
+    store.close()
+    # The first batch after the restart loads the session from the file and looks up
+    # a test stored before (and numbers a new one) in the same transaction.
+    store = Store(db_path)
+    try:
+        more = [maker.result("t::old", "failed"), maker.result("t::new")]
+        assert store.write_sync(more).accepted == 2
+        rows = (
+            store.reader()
+            .execute("SELECT nodeid, outcome FROM test_results ORDER BY seq")
+            .fetchall()
+        )
+        assert rows == [("t::old", "passed"), ("t::old", "failed"), ("t::new", "passed")]
+    finally:
+        store.close()
+
+
 def test_state_survives_a_restart(db_path: Path) -> None:
     maker = RecordMaker()
     store = Store(db_path)
