@@ -1,0 +1,150 @@
+"""Chart specifications: plain data a page embeds as JSON and ``app.js`` draws.
+
+A spec says what to draw, not how: line charts with axis titles (and units), whether x
+is time, and datasets of ``{x, y}`` points (x in epoch milliseconds on time axes).
+Optional per-point ``outcomes`` colour the points, ``tips`` add a line to their
+tooltip, ``links`` make a click open a page. Nothing here is executable; templates
+embed it with ``|tojson``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dashboard._format import duration, epoch_ms
+from datacat_server.queries.history import TestHistory
+from datacat_server.queries.metrics import MetricSeries
+from datacat_server.queries.overview import PassRatePoint
+from datacat_server.queries.sessions import MetricOut
+
+__all__ = [
+    "duration_unit",
+    "history_chart",
+    "metric_chart",
+    "pass_rate_chart",
+    "session_metric_charts",
+]
+
+Spec = dict[str, Any]
+
+#: Series drawn one by one; sessions beyond these share one "other sessions" series.
+MAX_SERIES = 8
+#: Points of one metric a session page draws (the latest): a test run logs a
+#: duration per test, and a live page redraws every few seconds.
+SESSION_POINTS = 2000
+
+
+def _axis(title: str, *, time: bool = False, unit: str = "", **bounds: float) -> dict[str, Any]:
+    return {"title": title, "time": time, "unit": unit, **bounds}
+
+
+def pass_rate_chart(points: Sequence[PassRatePoint], run_href: Callable[[str], str]) -> Spec:
+    """Each finished run's pass rate (%) over run start time."""
+    shown = [(p, p.rate) for p in points if p.rate is not None]
+    return {
+        "x": _axis("Run started (UTC)", time=True),
+        "y": _axis("Pass rate (%)", unit="%", min=0, max=100),
+        "datasets": [
+            {
+                "label": "Pass rate",
+                "points": [{"x": epoch_ms(p.started_at), "y": round(r * 100, 2)} for p, r in shown],
+                "tips": [f"{p.branch}: {p.passed} passed, {p.failed} failed" for p, _ in shown],
+                "links": [run_href(p.run) for p, _ in shown],
+            }
+        ],
+    }
+
+
+def duration_unit(seconds: Sequence[float]) -> tuple[str, float]:
+    """The unit that reads best for these durations (``ms`` below a second), and its scale."""
+    return ("s", 1.0) if max(seconds, default=0.0) >= 1 else ("ms", 1000.0)
+
+
+def history_chart(history: TestHistory, run_href: Callable[[str], str]) -> Spec:
+    """A test's duration in each run (ms or s), each point coloured by its outcome."""
+    points = history.points
+    unit, scale = duration_unit([p.duration for p in points])
+    return {
+        "x": _axis("Run started (UTC)", time=True),
+        "y": _axis(f"Duration ({unit})", unit=unit, min=0),
+        "datasets": [
+            {
+                "label": "Duration",
+                "points": [
+                    {"x": epoch_ms(p.started_at), "y": round(p.duration * scale, 6)} for p in points
+                ],
+                "outcomes": [p.outcome for p in points],
+                "tips": [f"{p.outcome}, {duration(p.duration)} on {p.branch}" for p in points],
+                "links": [run_href(p.run) for p in points],
+            }
+        ],
+    }
+
+
+def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Spec:
+    """A metric over time: a series per session for every value, one line per aggregate."""
+    if series.aggregation == "all":
+        by_session: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for point in series.points:
+            by_session[point.session_id].append((point.timestamp, point.value))
+        order = list(by_session)  # oldest first: the newest sessions get their own series
+        older, newest = order[:-MAX_SERIES], order[-MAX_SERIES:]
+        datasets = []
+        if older:
+            rest = sorted(value for session in older for value in by_session[session])
+            datasets.append(_dataset("older sessions", rest, show_line=False))
+        datasets += [
+            _dataset(f"session {session[:8]}", by_session[session], link=session_href(session))
+            for session in newest
+        ]
+    else:
+        values = [(p.timestamp, p.value) for p in series.points]
+        datasets = [
+            {
+                **_dataset(f"{series.aggregation} per session", values),
+                "links": [session_href(p.session_id) for p in series.points],
+            }
+        ]
+    return {
+        "x": _axis("Time (UTC)", time=True),
+        "y": _axis(series.name),
+        "datasets": datasets,
+    }
+
+
+def _dataset(
+    label: str, values: Sequence[tuple[str, float]], *, show_line: bool = True, link: str = ""
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "label": label,
+        "points": [{"x": epoch_ms(ts), "y": value} for ts, value in values],
+        "showLine": show_line,
+    }
+    if link:
+        data["links"] = [link] * len(values)
+    return data
+
+
+def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]]:
+    """One chart per metric name of a session (its latest points), names sorted."""
+    by_name: dict[str, list[MetricOut]] = defaultdict(list)
+    for metric in metrics:
+        by_name[metric.name].append(metric)
+    charts = []
+    for name in sorted(by_name):
+        latest = by_name[name][-SESSION_POINTS:]
+        dataset = _dataset(name, [(m.timestamp, m.value) for m in latest])
+        dataset["tips"] = [", ".join(m.tags) for m in latest]
+        charts.append(
+            (
+                name,
+                {
+                    "x": _axis("Time (UTC)", time=True),
+                    "y": _axis(name),
+                    "datasets": [dataset],
+                },
+            )
+        )
+    return charts

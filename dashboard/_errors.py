@@ -1,0 +1,79 @@
+"""Error pages: an unknown run is a 404 page, a bad filter a 400 page, never JSON.
+
+When htmx made the request, the answer is a fragment that keeps the id of the element
+it replaces, so the next filter change still finds its target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.response import Template
+
+from dashboard._render import VARY, partial_target
+from datacat_server.errors import InvalidInputError
+
+__all__ = ["ERROR_HANDLERS", "ErrorPage"]
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    500: "Server error",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorPage:
+    """Context of ``error.html`` and ``_error.html``."""
+
+    status_code: int
+    title: str
+    message: str
+    #: The element htmx swaps (the fragment keeps its id), or None for a full page.
+    target: str | None
+
+
+def _error(
+    request: Request[Any, Any, Any],
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Template:
+    target = partial_target(request)
+    page = ErrorPage(status, _TITLES.get(status, "Error"), message, target)
+    return Template(
+        template_name="_error.html" if target else "error.html",
+        context={"page": page},
+        status_code=status,
+        headers={**(headers or {}), **VARY},
+    )
+
+
+def _invalid(request: Request[Any, Any, Any], exc: InvalidInputError) -> Response[Any]:
+    return _error(request, 400, str(exc))
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    message = str(exc.detail)
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        problems = [str(item.get("message", item)) for item in exc.extra if isinstance(item, dict)]
+        message = "; ".join([message, *problems]) if problems else message
+    return _error(request, exc.status_code, message, exc.headers)
+
+
+def _internal(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
+    # The app's after_exception hook logs it; the page says nothing about its insides.
+    return _error(request, 500, "Something went wrong on the server. It has been logged.")
+
+
+ERROR_HANDLERS: dict[Any, Any] = {
+    InvalidInputError: _invalid,
+    HTTPException: _http,
+    500: _internal,
+}

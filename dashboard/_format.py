@@ -1,0 +1,159 @@
+"""How numbers, durations and times read on a page (Jinja filters, also used by charts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "FILTERS",
+    "bytes_delta",
+    "count_items",
+    "duration",
+    "epoch_ms",
+    "factor",
+    "json_preview",
+    "number",
+    "percent",
+    "pretty_json",
+    "safe_url",
+    "short_commit",
+    "utc",
+]
+
+_DASH = "—"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as text with a unit: ``350 µs``, ``12 ms``, ``1.25 s``, ``2 min 5 s``."""
+    if seconds is None:
+        return _DASH
+    value = float(seconds)
+    if value < 0.001:
+        return f"{value * 1e6:.0f} µs"
+    if value < 1:
+        return f"{value * 1000:.0f} ms" if value >= 0.01 else f"{value * 1000:.1f} ms"
+    if value < 60:
+        return f"{value:.2f} s"
+    minutes, rest = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def percent(rate: float | None, digits: int = 1) -> str:
+    """A 0..1 rate as a percentage: ``87.5 %``."""
+    if rate is None:
+        return _DASH
+    return f"{rate * 100:.{digits}f} %"
+
+
+def number(value: float | None) -> str:
+    """A count with thousands separators; a float with at most 4 significant digits."""
+    if value is None:
+        return _DASH
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def factor(value: float | None) -> str:
+    """A ratio as ``x1.80``, with a multiplication sign."""
+    return _DASH if value is None else f"\N{MULTIPLICATION SIGN}{value:.2f}"
+
+
+def bytes_delta(value: int | None) -> str:
+    """A memory change in bytes as ``+1.5 MiB``."""
+    if value is None:
+        return _DASH
+    sign = "-" if value < 0 else "+"
+    size = float(abs(value))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parse(text: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def utc(value: str | float | None, seconds: bool = True) -> str:
+    """An RFC 3339 timestamp (or Unix seconds) as ``2024-05-01 12:34:56 UTC``."""
+    if value is None or value == "":
+        return _DASH
+    if isinstance(value, int | float):
+        moment: dt.datetime | None = dt.datetime.fromtimestamp(value, dt.UTC)
+    else:
+        moment = _parse(value)
+    if moment is None:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def epoch_ms(value: str) -> float | None:
+    """An RFC 3339 timestamp as milliseconds since the epoch (a chart's x value)."""
+    moment = _parse(value)
+    return None if moment is None else moment.timestamp() * 1000
+
+
+def short_commit(commit: str | None) -> str:
+    """The first 10 characters of a commit hash."""
+    return (commit or "")[:10] or _DASH
+
+
+def safe_url(url: str | None) -> str:
+    """``url`` if it is an http(s) address, else an empty string (no ``javascript:``)."""
+    if not url:
+        return ""
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return ""
+    return url if scheme in ("http", "https") else ""
+
+
+def pretty_json(value: Any) -> str:
+    """A JSON value indented for reading (escaped by the template like any text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+#: The order counts read in; others (``subtests passed``, ...) follow, sorted.
+_COUNT_ORDER = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+def count_items(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """A run's counts, the main outcomes first."""
+    known = [(name, counts[name]) for name in _COUNT_ORDER if name in counts]
+    return known + sorted((k, v) for k, v in counts.items() if k not in _COUNT_ORDER)
+
+
+def json_preview(value: Any, width: int = 120) -> str:
+    """A value as one line of JSON, cut at ``width`` characters."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+FILTERS = {
+    "count_items": count_items,
+    "json_preview": json_preview,
+    "duration": duration,
+    "percent": percent,
+    "number": number,
+    "factor": factor,
+    "bytes_delta": bytes_delta,
+    "utc": utc,
+    "short_commit": short_commit,
+    "safe_url": safe_url,
+    "pretty_json": pretty_json,
+}

@@ -1,0 +1,27 @@
+"""Page handlers, one module per area of the dashboard."""
+
+from __future__ import annotations
+
+from dashboard.pages.failures import FailurePages
+from dashboard.pages.flaky import FlakyPages
+from dashboard.pages.metrics import MetricPages
+from dashboard.pages.overview import OverviewPages
+from dashboard.pages.runs import RunPages
+from dashboard.pages.sessions import SessionPages
+from dashboard.pages.slow import SlowPages
+from dashboard.pages.sql import SqlPages
+from dashboard.pages.tests import TestPages
+
+__all__ = ["PAGES"]
+
+PAGES = [
+    OverviewPages,
+    RunPages,
+    TestPages,
+    FlakyPages,
+    SlowPages,
+    FailurePages,
+    SessionPages,
+    MetricPages,
+    SqlPages,
+]

@@ -1,0 +1,180 @@
+"""``/runs`` and ``/runs/{id}``: the list of test runs, and one run with its tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Template
+
+from dashboard._params import QueryReader, href
+from dashboard._render import render
+from dashboard._window import ProjectChoice
+from datacat_client.wire import OUTCOMES
+from datacat_server.queries.runs import (
+    HangEvent,
+    RunInfo,
+    TestRow,
+    get_run,
+    list_runs,
+    run_hangs,
+    run_tests,
+)
+from datacat_server.queries.window import projects
+from datacat_server.store import Store
+
+__all__ = ["RUN_OUTCOMES", "RunPage", "RunPages", "RunTestFilters", "RunsFilters", "RunsPage"]
+
+#: How a pytest run can end (``RunFinish.status``).
+RUN_OUTCOMES = (
+    "passed",
+    "failed",
+    "stopped",
+    "interrupted",
+    "internal_error",
+    "usage_error",
+    "no_tests",
+)
+RUNS_PER_PAGE = 50
+TESTS_PER_PAGE = 200
+SLOWEST = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsFilters:
+    project: str | None
+    branch: str | None
+    outcome: str | None
+    page: int
+
+    @classmethod
+    def read(cls, query: QueryReader) -> RunsFilters:
+        return cls(
+            project=query.text("project"),
+            branch=query.text("branch"),
+            outcome=query.choice("outcome", RUN_OUTCOMES),
+            page=query.integer("page", 1, lo=1, hi=1_000_000),
+        )
+
+    def link(self, **changes: object) -> str:
+        """This list's URL, with some filters changed."""
+        params = {**dataclasses.asdict(self), **changes}
+        if params["page"] == 1:
+            params["page"] = None
+        return href("/runs", params)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsPage:
+    """Context of ``runs.html`` and ``_runs_table.html``."""
+
+    filters: RunsFilters
+    projects: list[ProjectChoice]
+    runs: list[RunInfo]
+    has_next: bool
+    outcomes: tuple[str, ...] = RUN_OUTCOMES
+
+
+@dataclasses.dataclass(frozen=True)
+class RunTestFilters:
+    outcome: str | None
+    q: str | None
+    page: int
+
+    @classmethod
+    def read(cls, query: QueryReader) -> RunTestFilters:
+        return cls(
+            outcome=query.choice("outcome", OUTCOMES),
+            q=query.text("q"),
+            page=query.integer("page", 1, lo=1, hi=1_000_000),
+        )
+
+    def link(self, run_id: str, **changes: object) -> str:
+        """The run's URL with these filters, some changed."""
+        params = {**dataclasses.asdict(self), **changes}
+        if params["page"] == 1:
+            params["page"] = None
+        return href(f"/runs/{run_id}", params)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPage:
+    """Context of ``run.html``, ``_run_live.html`` and ``_run_tests.html``."""
+
+    run: RunInfo
+    filters: RunTestFilters
+    #: Failures and errors first, then by node id; filtered and paged.
+    tests: list[TestRow]
+    has_next: bool
+    slowest: list[TestRow]
+    hangs: list[HangEvent]
+    outcomes: tuple[str, ...] = OUTCOMES
+
+    @property
+    def live(self) -> bool:
+        """The run goes on: its live parts refresh themselves."""
+        return self.run.status in ("running", "hung")
+
+    def link(self, **changes: object) -> str:
+        """This page's URL, with some test filters changed."""
+        return self.filters.link(self.run.id, **changes)
+
+
+class RunPages(Controller):
+    path = "/runs"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True, name="dashboard:runs")
+    def runs(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+        filters = RunsFilters.read(QueryReader(request.query_params))
+        cur = store.reader()
+        found = list_runs(
+            cur,
+            project=filters.project,
+            branch=filters.branch,
+            outcome=filters.outcome,
+            limit=RUNS_PER_PAGE + 1,
+            offset=(filters.page - 1) * RUNS_PER_PAGE,
+        )
+        page = RunsPage(
+            filters=filters,
+            projects=[ProjectChoice(name, branches) for name, branches in projects(cur)],
+            runs=found[:RUNS_PER_PAGE],
+            has_next=len(found) > RUNS_PER_PAGE,
+        )
+        return render(request, "runs.html", page, {"runs-table": "_runs_table.html"})
+
+    @get("/{run_id:str}", sync_to_thread=True, name="dashboard:run")
+    def run(
+        self,
+        request: Request[Any, Any, Any],
+        store: NamedDependency[Store],
+        run_id: FromPath[str],
+    ) -> Template:
+        filters = RunTestFilters.read(QueryReader(request.query_params))
+        cur = store.reader()
+        run = get_run(cur, run_id)
+        if run is None:
+            raise NotFoundException(f"There is no run {run_id!r}.")
+        tests = run_tests(
+            cur,
+            run.id,
+            outcome=filters.outcome,
+            search=filters.q,
+            limit=TESTS_PER_PAGE + 1,
+            offset=(filters.page - 1) * TESTS_PER_PAGE,
+        )
+        page = RunPage(
+            run=run,
+            filters=filters,
+            tests=tests[:TESTS_PER_PAGE],
+            has_next=len(tests) > TESTS_PER_PAGE,
+            slowest=run_tests(cur, run.id, order="slowest", limit=SLOWEST),
+            hangs=run_hangs(cur, run.id),
+        )
+        fragments = {"run-live": "_run_poll.html", "run-tests": "_run_tests.html"}
+        return render(request, "run.html", page, fragments)

@@ -1,0 +1,165 @@
+"""``/sessions`` and ``/sessions/{id}``: any program's sessions, state, events, metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Template
+
+from dashboard._charts import Spec, session_metric_charts
+from dashboard._params import BadFilter, QueryReader, href
+from dashboard._render import render
+from datacat_server.queries.runs import RunInfo, get_run
+from datacat_server.queries.sessions import (
+    STATUSES,
+    EventOut,
+    MetricOut,
+    SessionDetail,
+    SessionSummary,
+    StatePatch,
+    get_session,
+    list_sessions,
+    state_history,
+)
+from datacat_server.store import Store
+
+__all__ = ["MetricChart", "SessionPage", "SessionPages", "SessionsFilters", "SessionsPage"]
+
+PER_PAGE = 50
+#: A pytest run's session holds an event per test: the page shows the latest ones.
+EVENTS_SHOWN = 300
+STATE_PATCHES_SHOWN = 200
+METRIC_ROWS_SHOWN = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionsFilters:
+    status: str | None
+    #: Part of the name or product.
+    name: str | None
+    #: ``key=value``, or ``key`` alone.
+    label: str | None
+    #: The current state has ``value`` at the dot ``path``.
+    path: str | None
+    value: str | None
+    page: int
+
+    @classmethod
+    def read(cls, query: QueryReader) -> SessionsFilters:
+        path, value = query.text("path"), query.text("value")
+        if (path is None) != (value is None):
+            raise BadFilter("the state filter needs both a path (like window.open) and a value")
+        return cls(
+            status=query.choice("status", STATUSES),
+            name=query.text("name"),
+            label=query.text("label"),
+            path=path,
+            value=value,
+            page=query.integer("page", 1, lo=1, hi=1_000_000),
+        )
+
+    def link(self, **changes: object) -> str:
+        params = {**dataclasses.asdict(self), **changes}
+        if params["page"] == 1:
+            params["page"] = None
+        return href("/sessions", params)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionsPage:
+    """Context of ``sessions.html`` and ``_sessions_table.html``."""
+
+    filters: SessionsFilters
+    sessions: list[SessionSummary]
+    has_next: bool
+    statuses: tuple[str, ...] = STATUSES
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricChart:
+    """One metric of a session: its chart and its latest values (the table fallback)."""
+
+    name: str
+    spec: Spec
+    latest: list[MetricOut]
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionPage:
+    """Context of ``session.html`` and ``_session_live.html``."""
+
+    session: SessionDetail
+    #: The pytest run this session is, if it is one.
+    run: RunInfo | None
+    #: The latest patches, oldest first, and how many there are.
+    history: list[StatePatch]
+    history_total: int
+    #: The latest events, oldest first.
+    events: list[EventOut]
+    charts: list[MetricChart]
+
+    @property
+    def live(self) -> bool:
+        """The session goes on: the page refreshes itself."""
+        return self.session.status in ("running", "hung")
+
+    @property
+    def events_total(self) -> int:
+        return len(self.session.events)
+
+
+def _charts(metrics: list[MetricOut]) -> list[MetricChart]:
+    out = []
+    for name, spec in session_metric_charts(metrics):
+        values = [m for m in metrics if m.name == name]
+        out.append(MetricChart(name, spec, values[-METRIC_ROWS_SHOWN:][::-1], len(values)))
+    return out
+
+
+class SessionPages(Controller):
+    path = "/sessions"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True, name="dashboard:sessions")
+    def sessions(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+        filters = SessionsFilters.read(QueryReader(request.query_params))
+        found = list_sessions(
+            store.reader(),
+            status=filters.status,
+            name=filters.name,
+            label=filters.label,
+            path=filters.path,
+            value=filters.value,
+            limit=PER_PAGE + 1,
+            offset=(filters.page - 1) * PER_PAGE,
+        )
+        page = SessionsPage(filters, found[:PER_PAGE], len(found) > PER_PAGE)
+        return render(request, "sessions.html", page, {"sessions-table": "_sessions_table.html"})
+
+    @get("/{session_id:str}", sync_to_thread=True, name="dashboard:session")
+    def session(
+        self,
+        request: Request[Any, Any, Any],
+        store: NamedDependency[Store],
+        session_id: FromPath[str],
+    ) -> Template:
+        cur = store.reader()
+        found = get_session(cur, session_id)
+        if found is None:
+            raise NotFoundException(f"There is no session {session_id!r}.")
+        patches = state_history(cur, found.id)
+        page = SessionPage(
+            session=found,
+            run=get_run(cur, found.id),
+            history=patches[-STATE_PATCHES_SHOWN:],
+            history_total=len(patches),
+            events=found.events[-EVENTS_SHOWN:],
+            charts=_charts(found.metrics),
+        )
+        return render(request, "session.html", page, {"session-live": "_session_live.html"})

@@ -1,0 +1,99 @@
+"""How numbers, times and filters read: the small pure pieces of the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard._format import (
+    bytes_delta,
+    count_items,
+    duration,
+    epoch_ms,
+    factor,
+    json_preview,
+    number,
+    percent,
+    safe_url,
+    utc,
+)
+from dashboard._params import BadFilter, QueryReader, href
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "—"),
+        (0.0, "0 µs"),
+        (0.00042, "420 µs"),
+        (0.0042, "4.2 ms"),
+        (0.25, "250 ms"),
+        (1.5, "1.50 s"),
+        (125, "2 min 5 s"),
+        (7300, "2 h 1 min"),
+    ],
+)
+def test_durations_carry_their_unit(seconds: float | None, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_numbers_rates_factors_and_bytes() -> None:
+    assert percent(0.875) == "87.5 %"
+    assert percent(None) == "—"
+    assert number(1234567) == "1,234,567"
+    assert number(44.75) == "44.75"
+    assert number(3.0) == "3"
+    assert factor(1.8) == "\N{MULTIPLICATION SIGN}1.80"
+    assert bytes_delta(1536) == "+1.5 KiB"
+    assert bytes_delta(-10) == "-10 B"
+
+
+def test_times_are_utc_text() -> None:
+    assert utc("2027-01-15T08:00:00.000000Z") == "2027-01-15 08:00:00 UTC"
+    assert utc("2027-01-15T10:00:00+02:00") == "2027-01-15 08:00:00 UTC"
+    assert utc(1_800_000_000.0) == "2027-01-15 08:00:00 UTC"
+    assert utc(None) == "—"
+    assert utc("not a time") == "not a time"
+    assert epoch_ms("1970-01-01T00:00:01Z") == 1000
+
+
+def test_only_http_urls_are_links() -> None:
+    assert safe_url("https://ci.example/1") == "https://ci.example/1"
+    assert safe_url("http://ci.example/1") == "http://ci.example/1"
+    for bad in ("javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x", "", None):
+        assert safe_url(bad) == ""
+
+
+def test_counts_read_main_outcomes_first_and_previews_are_cut() -> None:
+    counts = {"subtests passed": 3, "skipped": 1, "passed": 5, "failed": 2}
+    assert [name for name, _ in count_items(counts)] == [
+        "passed",
+        "failed",
+        "skipped",
+        "subtests passed",
+    ]
+    assert json_preview({"a": "x" * 200}, 20) == '{"a": "' + "x" * 12 + "…"
+    assert json_preview({"ü": 1}) == '{"ü": 1}'
+
+
+def test_query_reader_blank_means_unset_and_bad_values_say_why() -> None:
+    query = QueryReader({"a": "", "n": "7", "x": "seven", "c": "p95", "f": "inf"})
+    assert query.text("a") is None
+    assert query.integer("n", 1, lo=1, hi=10) == 7
+    assert query.integer("missing", 3, lo=1, hi=10) == 3
+    assert query.optional_integer("a", lo=1, hi=10) is None
+    assert query.choice("c", ("p50", "p95")) == "p95"
+    with pytest.raises(BadFilter, match="x must be a whole number"):
+        query.integer("x", 1, lo=1, hi=10)
+    with pytest.raises(BadFilter, match="n must be between 1 and 5"):
+        query.integer("n", 1, lo=1, hi=5)
+    with pytest.raises(BadFilter, match="f must be between"):
+        query.number("f", 1.0, lo=0, hi=10)
+    with pytest.raises(BadFilter, match="c must be one of p50, max"):
+        query.choice("c", ("p50", "max"))
+
+
+def test_links_keep_set_parameters_only() -> None:
+    assert href("/runs", {"project": "a b", "branch": None, "outcome": "", "page": 2}) == (
+        "/runs?project=a+b&page=2"
+    )
+    assert href("/runs", {}) == "/runs"

@@ -1,0 +1,541 @@
+"""Every page through the real app: content, filters, htmx fragments, errors, escaping."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import markupsafe
+import pytest
+from litestar.testing import TestClient
+
+import dashboard
+from dashboard._errors import ErrorPage
+from dashboard.pages import failures, flaky, metrics, overview, runs, sessions, slow, sql, tests
+from tests.dashboard.data import EVIL_NODEID, PROJECT, SCRIPT, Filled
+
+Client = TestClient[Any]
+
+ESCAPED_SCRIPT = html.escape(SCRIPT, quote=False)  # &lt;script&gt;alert(1)&lt;/script&gt;
+TEMPLATES = Path(dashboard.__file__).parent / "templates"
+
+
+def url(base: str, /, **params: str) -> str:
+    return f"{base}?{urlencode(params)}"
+
+
+def get(client: Client, path: str, status: int = 200, **headers: str) -> str:
+    response = client.get(path, headers=headers)
+    assert response.status_code == status, f"{path}: {response.status_code} {response.text[:500]}"
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def fragment(client: Client, path: str, target: str, status: int = 200) -> str:
+    body = get(client, path, status, **{"HX-Request": "true", "HX-Target": target})
+    assert "<html" not in body
+    assert "<header" not in body
+    assert "<footer" not in body
+    assert f'id="{target}"' in body
+    return body
+
+
+# --- the pages and what they show ---------------------------------------------------
+
+
+def test_overview_shows_runs_live_runs_problems_trend_flaky_and_slow(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, "/")
+    assert f'Overview · <span class="project">{PROJECT}</span>' in body
+    live = body.split("Running now")[1].split("Hung and crashed")[0]
+    assert filled.live_run[:8] in live
+    assert filled.passed_run[:8] not in live
+    problems = body.split("Hung and crashed")[1].split("Pass rate")[0]
+    assert filled.hung_session[:8] in problems
+    assert "stuck" in problems
+    assert 'data-chart="pass-rate-chart"' in body
+    assert "Pass rate (%)" in body
+    assert "50.0 %" in body  # the failed run: 2 passed, 2 failed
+    assert "t.py::test_flaky" in body.split("Top flaky")[1]
+    assert "t.py::test_slow" in body.split("Top slow")[1]
+    # Something runs: the live part polls, and answers its poll with itself.
+    assert '<div id="overview-live"' in body
+    assert 'hx-trigger="every 3s"' in body
+    assert filled.live_run[:8] in fragment(client, "/", "overview-live")
+
+
+def test_runs_list_shows_each_run_with_counts_and_duration(client: Client, filled: Filled) -> None:
+    body = get(client, "/runs")
+    for run in (filled.passed_run, filled.failed_run, filled.live_run, filled.feature_run):
+        assert f'href="/runs/{run}"' in body
+    assert "feature-x" in body
+    assert "c0ffee1234" in body
+    assert "12.50 s" in body  # durations with their unit
+    assert '<span class="count c-failed" title="failed">2 failed</span>' in body
+
+
+def test_run_page_shows_metadata_failures_first_with_tracebacks_and_slowest(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, f"/runs/{filled.failed_run}")
+    assert "github-actions" in body
+    assert "3.11.7" in body
+    assert "Linux-x86_64" in body
+    assert "c0ffee1234567890" in body
+    assert "main" in body
+    tests_part = body.split('<div id="run-tests"')[1]
+    assert tests_part.index("t.py::test_flaky") < tests_part.index("t.py::test_ok")
+    assert '<details class="tb"><summary>Traceback</summary>' in tests_part
+    slowest = body.split("Slowest tests")[1]
+    assert slowest.index("t.py::test_slow") < slowest.index("t.py::test_ok")
+    assert "1.53 s" in slowest
+    assert 'hx-trigger="every' not in body  # it ended: nothing polls
+
+
+def test_a_ci_url_that_is_not_http_is_not_a_link(client: Client, filled: Filled) -> None:
+    body = get(client, f"/runs/{filled.failed_run}")
+    assert 'href="javascript:' not in body
+    assert "<code>javascript:alert(1)</code>" in body
+    assert 'href="https://ci.example/run/1"' in get(client, f"/runs/{filled.passed_run}")
+
+
+def test_a_live_run_polls_and_shows_its_hang_and_the_test_in_progress(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, f"/runs/{filled.live_run}")
+    assert 'hx-trigger="every 3s"' in body
+    assert 'hx-include="#test-filters"' in body
+    assert "Tests in progress" in body
+    assert "t.py::test_stuck" in body
+    assert "application appears hung" in body
+    assert "silent for 1 min 2 s" in body
+    assert "Thread MainThread" in body
+    # Its poll answers the live part, and the tests table out of band.
+    poll = fragment(client, f"/runs/{filled.live_run}", "run-live")
+    assert '<div id="run-tests" hx-swap-oob="true">' in poll
+
+
+def test_test_history_strip_chart_failures_and_failing_since(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, url("/tests", nodeid="t.py::test_flaky", project=PROJECT))
+    strip = body.split('<ol class="strip"')[1].split("</ol>")[0]
+    assert strip.count('class="cell o-passed"') == 2
+    assert strip.count('class="cell o-failed"') == 1
+    assert f'href="/runs/{filled.failed_run}"' in strip
+    assert re.search(
+        r'title="run \w{8} · failed · \d+ ms · 2027-\d\d-\d\d [\d:]+ UTC · main"', strip
+    )
+    for outcome in ("passed", "failed", "error", "skipped", "xfailed", "xpassed"):
+        assert f'<span class="cell o-{outcome}"></span> {outcome}' in body  # the legend
+    assert 'data-chart="history-chart"' in body
+    assert "Duration (ms)" in body
+    assert "Run started (UTC)" in body
+    assert "AssertionError" in body.split("<h2>Failures</h2>")[1]
+    assert "Failing since" not in body  # it passed on feature-x afterwards
+    main_only = get(
+        client, url("/tests", nodeid="t.py::test_flaky", project=PROJECT, branch="main")
+    )
+    assert "Failing since" in main_only
+
+
+def test_flaky_slow_and_failures_pages(client: Client, filled: Filled) -> None:
+    body = get(client, "/flaky")
+    table = body.split('id="flaky-table"')[1]
+    assert "t.py::test_flaky" in table
+    assert "t.py::test_ok" not in table
+    assert "33.3 %" in table  # failed in 1 of 3 runs
+
+    body = get(client, "/slow")
+    assert "Slowest" in body
+    assert "Got slower" in body
+    assert body.index("t.py::test_slow") < body.index("t.py::test_ok")
+    assert "1.53 s" in body
+
+    body = get(client, "/failures")
+    table = body.split('id="failures-table"')[1]
+    assert "AssertionError" in table
+    assert "boom &lt;script&gt;alert(&lt;n&gt;)&lt;/script&gt; &lt;n&gt;" in table  # signature
+    assert f'href="/runs/{filled.failed_run}"' in table  # the example's run
+    assert "/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop" in table
+
+
+def test_sessions_list_and_filters(client: Client, filled: Filled) -> None:
+    body = get(client, "/sessions")
+    assert filled.app_session[:8] in body
+    assert "EditorApp" in body
+    assert "channel=beta" in body
+    hung = get(client, "/sessions?status=hung")
+    assert filled.hung_session[:8] in hung
+    assert filled.app_session[:8] not in hung
+    for query in ("name=editor", "label=channel%3Dbeta", "path=theme&value=dark"):
+        found = get(client, f"/sessions?{query}")
+        assert filled.app_session[:8] in found, query
+        assert filled.hung_session[:8] not in found, query
+
+
+def test_session_page_state_tree_events_history_and_metrics(client: Client, filled: Filled) -> None:
+    body = get(client, f"/sessions/{filled.app_session}")
+    state = body.split("<h2>State</h2>")[1].split("</section>")[0]
+    assert '<span class="key">window</span>' in state
+    assert '"Inspector"' in state
+    assert '<span class="key">theme</span>: <span class="v-str">"dark"</span>' in state
+    events = body.split("<h2>Events</h2>")[1]
+    assert "window_opened" in events
+    assert "ValueError" in events
+    assert "Traceback (most recent call last):" in events
+    assert "extra data" in events
+    assert "cycle" in events
+    assert "State history" in body
+    assert body.count('data-key="sh-') >= 2
+    assert 'data-chart="metric-chart-1"' in body
+    assert 'data-chart="metric-chart-2"' in body
+    assert "<h3>fps" in body
+    assert "59.5" in body
+    assert 'hx-trigger="every' not in body  # ended
+    hung = get(client, f"/sessions/{filled.hung_session}")
+    assert 'hx-trigger="every 3s"' in hung
+    assert fragment(client, f"/sessions/{filled.hung_session}", "session-live")
+
+
+def test_a_test_run_session_links_to_its_run(client: Client, filled: Filled) -> None:
+    body = get(client, f"/sessions/{filled.failed_run}")
+    assert f'href="/runs/{filled.failed_run}"' in body
+
+
+def test_metrics_explorer_statistics_and_filters(client: Client, filled: Filled) -> None:
+    body = get(client, "/metrics")
+    for name in ("fps", "memory_mb", "test_duration"):
+        assert f'<option value="{name}"' in body
+    body = get(client, "/metrics?name=fps")
+    stats = body.split('<dl class="stats">')[1].split("</dl>")[0]
+    assert "<dd>59.5</dd>" in stats
+    assert "<dd>44.75</dd>" in stats
+    assert "<dd>30</dd>" in stats
+    assert 'data-chart="metric-chart"' in body
+    assert "Time (UTC)" in body
+    peak = get(client, "/metrics?name=fps&aggregation=peak")
+    assert "<dt>Points</dt><dd>1" in peak
+    for query in (
+        "filter=current&path=theme&value=dark",
+        "filter=history&path=window.open&value=%5B%22Main%22%5D",
+        "filter=contains&path=window.open&value=Inspector",
+    ):
+        found = get(client, f"/metrics?name=fps&{query}")
+        assert "<dt>Sessions matched</dt><dd>1</dd>" in found, query
+    none = get(client, "/metrics?name=fps&filter=current&path=theme&value=light")
+    assert "<dt>Sessions matched</dt><dd>0</dd>" in none
+
+
+def test_sql_console_runs_a_query_and_lists_the_schema(client: Client) -> None:
+    body = get(client, url("/sql", q="SELECT 41 + 1 AS answer"))
+    assert '<th title="INTEGER">answer</th>' in body
+    assert "<td>42</td>" in body
+    assert 'href="/api/sql?q=SELECT+41+%2B+1+AS+answer&amp;format=csv"' in body
+    assert "format=parquet" in body
+    assert "<code>test_results</code>" in body
+    assert "nodeid" in body
+    assert "data-sql-example=" in body
+    assert "Slowest tests of the latest run" in body
+    # The Run button posts; htmx gets the result fragment.
+    response = client.post(
+        "/sql",
+        data={"sql": "SELECT nodeid FROM tests ORDER BY nodeid"},
+        headers={"HX-Request": "true", "HX-Target": "sql-result"},
+    )
+    assert response.status_code == 200
+    assert "<html" not in response.text
+    assert "t.py::test_flaky" in response.text
+    # A plain post (no JavaScript) gets the whole page.
+    response = client.post("/sql", data={"sql": "SELECT 1"})
+    assert response.status_code == 200
+    assert "<html" in response.text
+
+
+@pytest.mark.parametrize(
+    ("sql_text", "message"),
+    [
+        ("DROP TABLE runs", "only read-only queries"),
+        ("SELECT * FROM no_such_table", "no_such_table"),
+        ("SELECT 1; SELECT 2", "one statement at a time"),
+        ("COPY runs TO '/tmp/x.csv'", "only read-only queries"),
+    ],
+)
+def test_sql_console_refusals_and_errors_are_messages(
+    client: Client, sql_text: str, message: str
+) -> None:
+    response = client.post(
+        "/sql", data={"sql": sql_text}, headers={"HX-Request": "true", "HX-Target": "sql-result"}
+    )
+    assert response.status_code == 400
+    assert 'id="sql-result"' in response.text
+    assert "Not run:" in response.text
+    assert message in response.text
+    assert get(client, url("/sql", q=sql_text), 400)
+
+
+# --- filters ------------------------------------------------------------------------
+
+
+def test_runs_filters(client: Client, filled: Filled) -> None:
+    passed = get(client, "/runs?outcome=passed")
+    assert filled.passed_run[:8] in passed
+    assert filled.failed_run[:8] not in passed
+    failed = get(client, "/runs?outcome=failed")
+    assert filled.failed_run[:8] in failed
+    assert filled.passed_run[:8] not in failed
+    feature = get(client, "/runs?branch=feature-x")
+    assert filled.feature_run[:8] in feature
+    assert filled.passed_run[:8] not in feature
+    assert get(client, "/runs?project=nope").count('href="/runs/') == 0
+    # Blank fields (what a form sends) mean "any".
+    assert filled.failed_run[:8] in get(client, "/runs?project=&branch=&outcome=")
+
+
+def test_run_tests_filter_by_outcome_and_search(client: Client, filled: Filled) -> None:
+    only_failed = get(client, f"/runs/{filled.failed_run}?outcome=failed")
+    table = only_failed.split('<div id="run-tests"')[1]
+    assert "t.py::test_flaky" in table
+    assert "t.py::test_ok" not in table
+    assert 'class="badge o-passed"' not in table
+    searched = get(client, f"/runs/{filled.failed_run}?q=slow").split('<div id="run-tests"')[1]
+    assert "t.py::test_slow" in searched
+    assert "t.py::test_ok" not in searched
+    # The search is text, not a pattern.
+    assert "No test matches" in get(client, f"/runs/{filled.failed_run}?q=%25")
+
+
+def test_window_filters_on_insight_pages(client: Client) -> None:
+    feature = get(client, "/flaky?branch=feature-x").split('id="flaky-table"')[1]
+    assert "t.py::test_flaky" not in feature  # never failed there
+    one_run = get(client, "/failures?runs=1").split('id="failures-table"')[1]
+    assert "No failure in the last 1 runs" in one_run  # the newest run is the live one
+    assert 'value="3" class="narrow"' in get(client, "/slow?runs=3")
+
+
+def test_pagination_links_keep_the_filters(client: Client, filled: Filled) -> None:
+    body = get(client, "/runs?branch=main&page=2")
+    assert "No runs." in body
+    assert 'href="/runs?branch=main"' in body  # "newer" goes back to page 1
+
+
+# --- htmx fragments -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/runs?outcome=failed", "runs-table"),
+        ("/flaky?runs=10", "flaky-table"),
+        ("/slow?order=max", "slow-tables"),
+        ("/failures", "failures-table"),
+        ("/sessions?status=ended", "sessions-table"),
+        ("/metrics?name=fps&aggregation=average", "metrics-result"),
+        (f"/tests?nodeid=t.py::test_ok&project={PROJECT}", "history"),
+    ],
+)
+def test_htmx_requests_get_the_fragment_without_the_layout(
+    client: Client, path: str, target: str
+) -> None:
+    response = client.get(path, headers={"HX-Request": "true", "HX-Target": target})
+    assert response.status_code == 200
+    assert "HX-Request" in response.headers["vary"]
+    body = response.text
+    assert "<html" not in body
+    assert "<header" not in body
+    assert "<form" not in body
+    assert body.lstrip().startswith(("<section", "<div"))
+    assert f'id="{target}"' in body
+
+
+def test_run_tests_fragment(client: Client, filled: Filled) -> None:
+    body = fragment(client, f"/runs/{filled.failed_run}?outcome=failed", "run-tests")
+    assert "t.py::test_flaky" in body
+    assert "t.py::test_ok" not in body
+    assert "hx-swap-oob" not in body
+
+
+def test_a_history_restore_gets_the_whole_page(client: Client) -> None:
+    body = get(
+        client,
+        "/runs?outcome=failed",
+        **{"HX-Request": "true", "HX-Target": "runs-table", "HX-History-Restore-Request": "true"},
+    )
+    assert "<html" in body
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/00000000-0000-0000-0000-000000000000",
+        "/runs/not-a-uuid",
+        "/sessions/00000000-0000-0000-0000-000000000000",
+        "/sessions/not-a-uuid",
+        "/tests?nodeid=t.py::test_nope&project=shop",
+        "/tests?nodeid=t.py::test_ok&project=no-such-project",
+    ],
+)
+def test_unknown_things_are_a_404_page(client: Client, path: str) -> None:
+    body = get(client, path, 404)
+    assert "<h1>404 · Not found</h1>" in body
+    assert "<nav" in body
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/runs?outcome=exploded", "outcome must be one of"),
+        ("/runs?page=0", "page must be between 1"),
+        ("/runs?page=two", "page must be a whole number"),
+        ("/runs/{run}?outcome=bad", "outcome must be one of"),
+        ("/flaky?runs=-1", "runs must be between 1"),
+        ("/slow?threshold=abc", "threshold must be a number"),
+        ("/slow?threshold=nan", "threshold must be between"),
+        ("/slow?order=fastest", "order must be one of"),
+        ("/failures?runs=1e9", "runs must be a whole number"),
+        ("/tests", "nodeid is required"),
+        ("/sessions?status=sleeping", "status must be one of"),
+        ("/sessions?path=theme", "needs both a path"),
+        ("/sessions?path=.&value=1", "state path is empty"),
+        ("/metrics?name=fps&aggregation=median", "aggregation must be one of"),
+        ("/metrics?name=fps&filter=current", "needs a state path and a value"),
+        ("/metrics?name=fps&filter=sometimes", "filter must be one of"),
+    ],
+)
+def test_bad_filter_values_are_a_400_page(
+    client: Client, filled: Filled, path: str, message: str
+) -> None:
+    body = get(client, path.format(run=filled.failed_run), 400)
+    assert "400 · Bad request" in body
+    assert message in body
+
+
+def test_a_bad_filter_in_an_htmx_request_keeps_the_target(client: Client) -> None:
+    body = fragment(client, "/runs?outcome=exploded", "runs-table", 400)
+    assert 'class="notice notice-error"' in body
+
+
+# --- escaping -----------------------------------------------------------------------
+
+
+def _pages_showing_the_evil_test(filled: Filled) -> list[str]:
+    return [
+        f"/runs/{filled.passed_run}",
+        f"/runs/{filled.failed_run}",
+        f"/runs/{filled.failed_run}?outcome=failed",
+        f"/runs/{filled.failed_run}?q=evil",
+        url("/tests", nodeid=EVIL_NODEID, project=PROJECT),
+        "/flaky",
+        "/slow",
+        "/failures",
+        url("/sql", q="SELECT nodeid, param_id FROM tests"),
+    ]
+
+
+def test_the_evil_test_is_shown_escaped_everywhere(client: Client, filled: Filled) -> None:
+    escaped_nodeid = str(markupsafe.escape(EVIL_NODEID))  # as Jinja writes quotes
+    for path in _pages_showing_the_evil_test(filled):
+        body = get(client, path)
+        assert SCRIPT not in body, path
+        assert ESCAPED_SCRIPT in body, path
+        if not path.startswith("/sql"):
+            assert escaped_nodeid in body, path  # quotes, unicode and newline intact
+    history = get(client, url("/tests", nodeid=EVIL_NODEID, project=PROJECT))
+    assert f'<h1 class="nodeid-title">{escaped_nodeid}</h1>' in history
+    assert 'value="test_evil.py::test_evil[&lt;script&gt;' in history  # the hidden input
+
+
+def test_sessions_labels_state_events_and_hang_stacks_are_escaped(
+    client: Client, filled: Filled
+) -> None:
+    for path in (
+        "/sessions",
+        f"/sessions/{filled.app_session}",
+        f"/runs/{filled.live_run}",
+        url("/metrics", name="fps", filter="current", path="window.title", value=SCRIPT),
+        url("/sessions", label=f"evil={SCRIPT}"),
+    ):
+        body = get(client, path)
+        assert SCRIPT not in body, path
+        assert ESCAPED_SCRIPT in body, path
+
+
+def test_chart_data_cannot_close_its_script_element(client: Client, filled: Filled) -> None:
+    body = get(client, f"/sessions/{filled.app_session}")
+    for spec in re.findall(
+        r'<script type="application/json" id="[^"]+">(.*?)</script>', body, re.S
+    ):
+        assert "<" not in spec
+        assert ">" not in spec
+
+
+# --- the pieces ---------------------------------------------------------------------
+
+
+def test_static_files_are_served(client: Client) -> None:
+    body = get(client, "/")
+    for name in ("app.css", "app.js", "vendor/htmx.min.js", "vendor/chart.umd.min.js"):
+        match = re.search(rf'"(/static/{re.escape(name)}\?v=[0-9a-f]+)"', body)
+        assert match, name
+        response = client.get(match.group(1))
+        assert response.status_code == 200, name
+        assert len(response.content) > 100, name
+    assert client.get("/static/vendor/LICENSE-htmx").status_code == 200
+
+
+def test_every_page_has_the_navigation_bar(client: Client, filled: Filled) -> None:
+    for path in ("/", "/runs", "/flaky", "/slow", "/failures", "/sessions", "/metrics", "/sql"):
+        body = get(client, path)
+        assert body.count('<nav aria-label="Main">') == 1
+        assert f'<a href="{path}" aria-current="page">' in body, path
+
+
+PAGE_CONTEXTS = [
+    overview.OverviewPage,
+    runs.RunsPage,
+    runs.RunPage,
+    tests.TestHistoryPage,
+    flaky.FlakyPage,
+    slow.SlowPage,
+    failures.FailuresPage,
+    sessions.SessionsPage,
+    sessions.SessionPage,
+    metrics.MetricsPage,
+    sql.SqlPage,
+    ErrorPage,
+]
+
+
+@pytest.mark.parametrize("context", PAGE_CONTEXTS, ids=lambda c: c.__name__)
+def test_each_page_context_is_a_documented_dataclass_naming_its_templates(
+    context: type[object],
+) -> None:
+    assert dataclasses.is_dataclass(context)
+    assert context.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    doc = context.__doc__ or ""
+    named = re.findall(r"``([\w.]+\.html)``", doc)
+    assert named, f"{context.__name__} names no template"
+    for template in named:
+        assert (TEMPLATES / template).is_file(), template
+
+
+def test_an_unexpected_error_is_a_500_page_that_tells_nothing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(flaky, "flaky_tests", broken)
+    response = client.get("/flaky")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "secret detail" not in response.text
+    assert "<nav" in response.text

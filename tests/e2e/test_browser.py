@@ -1,0 +1,347 @@
+"""The dashboard in a real browser: a real ``datacat serve``, filled by the real plugin and
+client, driven through Debian's chromium with Playwright.
+
+Every page must load without a console error or a failed request; htmx filters must
+update tables in place; charts must draw; a test named ``<script>alert(1)</script>``
+must be text, never a script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from datacat_client import create_session
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCRIPT = "<script>alert(1)</script>"
+PROJECT = "browser-e2e"
+
+SUITE = """
+import os
+
+import pytest
+
+FAIL = os.environ.get("E2E_FAIL") == "1"
+
+
+@pytest.mark.parametrize("name", ["<script>alert(1)</script>", "plain"])
+def test_named(name):
+    assert name
+
+
+def test_ok():
+    pass
+
+
+def test_sometimes():
+    assert not FAIL, "it failed this time"
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real server for the module (the pages only read what the fixtures wrote)."""
+    process = ServerProcess(tmp_path_factory.mktemp("browser") / "browser.duckdb")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _pytest_run(suite: Path, url: str, *, fail: bool) -> None:
+    env = {
+        **os.environ,
+        "E2E_FAIL": "1" if fail else "0",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "datacat",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(suite),
+            "--datacat",
+            f"--datacat-url={url}",
+            f"--datacat-project={PROJECT}",
+        ],
+        env=env,
+        cwd=suite.parent,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def data(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Three pytest runs (the middle one fails) and an application session."""
+    suite_dir = tmp_path_factory.mktemp("suite")
+    suite = suite_dir / "test_suite.py"
+    suite.write_text(textwrap.dedent(SUITE))
+    for fail in (False, True, False):
+        _pytest_run(suite, server.url, fail=fail)
+
+    session = create_session(
+        server.url,
+        name="browser-app",
+        product="BrowserApp",
+        labels={"evil": SCRIPT},
+        state={"window": {"open": ["Main"], "title": SCRIPT}},
+        spool_dir=suite_dir / "spool",
+    )
+    for i, value in enumerate((20.0, 55.5, 31.0)):
+        session.update_state({"window": {"open": ["Main", f"W{i}"]}})
+        session.log_metric("cpu_percent", value)
+        session.log_event("tick", {"i": i, "note": SCRIPT})
+        time.sleep(0.02)
+    try:
+        raise ValueError(SCRIPT)
+    except ValueError:
+        session.log_exception(extra_data={"where": "the e2e test"})
+    session.end()
+    session.close()
+
+    runs = httpx.get(f"{server.url}/api/runs/", params={"project": PROJECT}).json()
+    assert len(runs) == 3, runs
+    failed = next(r["id"] for r in runs if r["outcome"] == "failed")
+    return {"failed_run": failed, "session": session.session_id}
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
+            " (apt-get install chromium)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        pytest.fail("playwright is missing: pip install 'datacat[dev]'")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Watched:
+    """A page, and everything that went wrong on it."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.problems: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", self._response)
+        page.on("dialog", self._dialog)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, path: str) -> None:
+        self.page.goto(self.base + path, wait_until="load")
+
+    def chart_pixels(self, selector: str) -> int:
+        """How many pixels of the chart's canvas are painted."""
+        self.page.wait_for_function(
+            "s => { const c = document.querySelector(s); return c && window.Chart"
+            " && Chart.getChart(c) !== undefined; }",
+            arg=selector,
+        )
+        painted: int = self.page.evaluate(
+            """s => {
+                const c = document.querySelector(s);
+                const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) n++;
+                return n;
+            }""",
+            selector,
+        )
+        return painted
+
+
+@pytest.fixture
+def browser(browser_context: Any, server: ServerProcess, data: dict[str, str]) -> Iterator[Watched]:
+    page = browser_context.new_page()
+    watched = Watched(page, server.url)
+    try:
+        yield watched
+        assert watched.problems == [], watched.problems
+        assert watched.dialogs == [], f"a dialog opened: {watched.dialogs}"
+    finally:
+        page.close()
+
+
+def test_every_page_loads_without_errors(browser: Watched, data: dict[str, str]) -> None:
+    nodeid = quote("test_suite.py::test_sometimes")
+    for path, heading in [
+        ("/", "Overview"),
+        ("/runs", "Test runs"),
+        (f"/runs/{data['failed_run']}", "Run"),
+        (f"/tests?nodeid={nodeid}&project={PROJECT}", "test_suite.py::test_sometimes"),
+        ("/flaky", "Flaky tests"),
+        ("/slow", "Slow tests"),
+        ("/failures", "Failure clusters"),
+        ("/sessions", "Sessions"),
+        (f"/sessions/{data['session']}", "Session"),
+        ("/metrics?name=cpu_percent", "Metrics explorer"),
+        ("/sql", "SQL console"),
+    ]:
+        browser.open(path)
+        assert heading in browser.page.locator("h1").inner_text(), path
+        assert browser.page.locator("nav[aria-label=Main] a").count() >= 8
+    assert browser.problems == []
+
+
+def test_a_filter_updates_the_table_in_place(browser: Watched, data: dict[str, str]) -> None:
+    page = browser.page
+    browser.open("/runs")
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator("#runs-table tbody tr").count() == 3
+    with page.expect_response(lambda r: "outcome=passed" in r.url):
+        page.select_option("select[name=outcome]", "passed")
+    page.wait_for_function("document.querySelectorAll('#runs-table tbody tr').length === 2")
+    assert page.evaluate("window.__sameDocument") is True  # no full reload
+    assert "outcome=passed" in page.url  # the URL carries the filter (hx-push-url)
+    assert data["failed_run"][:8] not in page.locator("#runs-table").inner_text()
+
+    # The run's tests: the search box filters as one types.
+    browser.open(f"/runs/{data['failed_run']}")
+    page.evaluate("window.__sameDocument = true")
+    with page.expect_response(lambda r: "q=sometimes" in r.url):
+        page.fill("#test-search", "sometimes")
+    page.wait_for_function("document.querySelectorAll('#run-tests tbody tr').length === 1")
+    assert "test_sometimes" in page.locator("#run-tests").inner_text()
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_charts_draw(browser: Watched, data: dict[str, str]) -> None:
+    browser.open("/")
+    assert browser.chart_pixels("canvas[data-chart=pass-rate-chart]") > 500
+    nodeid = quote("test_suite.py::test_sometimes")
+    browser.open(f"/tests?nodeid={nodeid}&project={PROJECT}")
+    assert browser.chart_pixels("canvas[data-chart=history-chart]") > 500
+    browser.open("/metrics?name=cpu_percent")
+    assert browser.chart_pixels("canvas[data-chart=metric-chart]") > 500
+    # After an htmx swap, the new chart is drawn too.
+    with browser.page.expect_response(lambda r: "aggregation=peak" in r.url):
+        browser.page.select_option("select[name=aggregation]", "peak")
+    browser.page.wait_for_selector("#metrics-result dd:text('1')")
+    assert browser.chart_pixels("canvas[data-chart=metric-chart]") > 500
+    browser.open(f"/sessions/{data['session']}")
+    assert browser.chart_pixels("canvas[data-chart=metric-chart-1]") > 500
+
+
+def test_a_script_in_a_test_name_is_text(browser: Watched, data: dict[str, str]) -> None:
+    page = browser.page
+    for path in (f"/runs/{data['failed_run']}", "/slow", f"/sessions/{data['session']}"):
+        browser.open(path)
+        page.wait_for_timeout(100)
+        assert SCRIPT in page.locator("main").inner_text(), path
+        assert page.evaluate("document.querySelectorAll('main script:not([type])').length") == 0
+    # The SQL console shows query results as text too.
+    browser.open("/sql")
+    page.fill("#sql-text", "SELECT nodeid FROM tests WHERE nodeid LIKE '%script%'")
+    page.click("#sql-form button[type=submit]")
+    page.wait_for_selector("#sql-result table")
+    assert SCRIPT in page.locator("#sql-result").inner_text()
+    page.wait_for_timeout(200)
+    assert browser.dialogs == []
+
+
+def test_sql_examples_fill_the_editor(browser: Watched) -> None:
+    page = browser.page
+    browser.open("/sql")
+    page.click("a[data-sql-example]:text('Describe the test results view')")
+    assert page.input_value("#sql-text") == "DESCRIBE test_results"
+    assert "/sql" in page.url
+    assert "q=" not in page.url
+    page.click("#sql-form button[type=submit]")
+    page.wait_for_selector("#sql-result table")
+    assert "nodeid" in page.locator("#sql-result").inner_text()
+
+
+def test_a_live_session_refreshes_itself_until_it_ends(
+    browser: Watched, server: ServerProcess, tmp_path: Path
+) -> None:
+    page = browser.page
+    session = create_session(
+        server.url, name="live-one", state={"step": 0}, spool_dir=tmp_path / "spool"
+    )
+    try:
+        assert session.flush(5)
+        browser.open(f"/sessions/{session.session_id}")
+        page.evaluate("window.__sameDocument = true")
+        assert page.locator("#session-live[hx-trigger]").count() == 1
+        session.update_state({"step": 41})
+        session.log_metric("speed", 3.5)
+        assert session.flush(5)
+        page.wait_for_function(
+            "document.querySelector('#session-live .state').innerText.includes('step: 41')",
+            timeout=10_000,
+        )
+        assert browser.chart_pixels("canvas[data-chart=metric-chart-1]") > 100
+        session.end()
+        assert session.flush(5)
+        page.wait_for_function(
+            "!document.querySelector('#session-live').hasAttribute('hx-trigger')", timeout=10_000
+        )
+        assert "ended" in page.locator("#session-live .badge").first.inner_text()
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        session.close()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url))
+    page.wait_for_timeout(3500)
+    assert polls == [], "the page still polls after the session ended"
