@@ -16,6 +16,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.types import Scope
 
+from dashboard import DashboardPlugin
 from datacat_server import __version__
 from datacat_server.api.admin import AdminController
 from datacat_server.api.deps import DEPENDENCIES
@@ -24,6 +25,7 @@ from datacat_server.api.explore import MetricController
 from datacat_server.api.health import health
 from datacat_server.api.ingest import IngestController
 from datacat_server.api.insights import InsightController
+from datacat_server.api.openapi import document_errors
 from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
@@ -90,7 +92,7 @@ def create_app(
                 app, buckets=buckets, tokens=tokens, exclude=("/health",)
             )
         )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             SessionController,
@@ -108,6 +110,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=openapi,
+        plugins=[DashboardPlugin()],
         request_max_body_size=settings.max_body_size,
         request_class=SafeJsonRequest,
         state=State({"settings": settings, "tokens": tokens}),
@@ -119,6 +122,8 @@ def create_app(
             log_exceptions="never",
         ),
     )
+    document_errors(app)
+    return app
 
 
 async def _retain(store: Store, policy: RetentionPolicy, interval: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import Controller, post
 from litestar.di import NamedDependency
@@ -18,7 +20,7 @@ __all__ = ["AdminController"]
 class RetentionRequest(msgspec.Struct):
     """Days to keep, overall or for one project; without a body, the configured policy."""
 
-    days: float | None = None
+    days: Annotated[float, msgspec.Meta(gt=0, le=36_500)] | None = None
     project: str | None = None
 
 
@@ -43,8 +45,6 @@ class AdminController(Controller):
         data: JSONBody[RetentionRequest | None] = None,
     ) -> RetentionResult:
         if data is not None and data.days is not None:
-            if data.days <= 0:
-                raise InvalidInputError("days must be a positive number")
             policy = (
                 RetentionPolicy(projects={data.project: data.days})
                 if data.project

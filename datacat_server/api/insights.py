@@ -119,7 +119,12 @@ class InsightController(Controller):
         window = recent_runs(cur, project or default_project(cur), branch, runs)
         return failure_clusters(cur, window, limit=limit)
 
-    @get("/tests/history", sync_to_thread=True, summary="One test over recent runs")
+    @get(
+        "/tests/history",
+        sync_to_thread=True,
+        summary="One test over recent runs",
+        raises=[NotFoundException],
+    )
     def history(
         self,
         *,

@@ -21,6 +21,7 @@ from litestar.response import Stream
 
 from datacat_client import wire
 from datacat_server.api.explore import SessionQueries
+from datacat_server.errors import InvalidInputError
 from datacat_server.limits import check_records
 from datacat_server.queries._common import parse_session_id
 from datacat_server.queries.sessions import SessionDetail, get_session, iter_sessions
@@ -98,7 +99,13 @@ class SessionController(SessionQueries):
         data: JSONBody[SessionCreate | None] = None,
     ) -> SessionCreated:
         body = data or SessionCreate()
-        key = str(uuid.UUID(body.id)) if body.id else str(uuid.uuid4())
+        if body.id:
+            chosen = parse_session_id(body.id)
+            if chosen is None:
+                raise InvalidInputError(f"id is not a UUID: {body.id[:40]!r}")
+            key = chosen
+        else:
+            key = str(uuid.uuid4())
         record = wire.SessionStart(
             session_id=key,
             seq=0,
