@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Template
 
+from dashboard._params import href
 from dashboard._render import VARY, partial_target
+from dashboard.pages.login import LoginPage, safe_next
+from datacat_server.auth import COOKIE
 from datacat_server.errors import InvalidInputError
 
 __all__ = ["ERROR_HANDLERS", "ErrorPage"]
@@ -59,7 +63,30 @@ def _invalid(request: Request[Any, Any, Any], exc: InvalidInputError) -> Respons
     return _error(request, 400, str(exc))
 
 
+def _sign_in(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """A 401 that shows the sign-in form, which leads back here afterwards.
+
+    An htmx request is told (``HX-Redirect``) to load the sign-in page instead of
+    swapping a form into a table.
+    """
+    headers = {**(exc.headers or {}), **VARY}
+    if request.headers.get("hx-request") == "true":
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        back = current.path + (f"?{current.query}" if current.query else "")
+        headers["HX-Redirect"] = href("/login", {"next": safe_next(back)})
+        return Response(content=b"", status_code=401, headers=headers)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = safe_next(here if request.method == "GET" else None)
+    stale = "Your sign-in is no longer valid; sign in again." if COOKIE in request.cookies else None
+    page = LoginPage(next=target, error=stale, open=False, signed_in=False)
+    return Template(
+        template_name="login.html", context={"page": page}, status_code=401, headers=headers
+    )
+
+
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 401:
+        return _sign_in(request, exc)
     message = str(exc.detail)
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         problems = [str(item.get("message", item)) for item in exc.extra if isinstance(item, dict)]

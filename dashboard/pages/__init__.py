@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dashboard.pages.failures import FailurePages
 from dashboard.pages.flaky import FlakyPages
+from dashboard.pages.login import LoginPages
 from dashboard.pages.metrics import MetricPages
 from dashboard.pages.overview import OverviewPages
 from dashboard.pages.runs import RunPages
@@ -24,4 +25,5 @@ PAGES = [
     SessionPages,
     MetricPages,
     SqlPages,
+    LoginPages,
 ]
