@@ -57,6 +57,7 @@ class Settings:
     max_depth: int = 32
     max_data_bytes: int = 1_000_000
     max_tags: int = 50
+    max_labels: int = 100
     #: DuckDB's memory limit for the whole store (queries beyond it fail cleanly).
     memory_limit: str = "2GB"
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
@@ -85,6 +86,7 @@ class Settings:
             max_depth=self.max_depth,
             max_data_bytes=self.max_data_bytes,
             max_tags=self.max_tags,
+            max_labels=self.max_labels,
         )
 
     @classmethod
@@ -104,6 +106,7 @@ class Settings:
             "max_depth": _env_int(env, "DATACAT_MAX_DEPTH", 32),
             "max_data_bytes": _env_int(env, "DATACAT_MAX_DATA_BYTES", 1_000_000),
             "max_tags": _env_int(env, "DATACAT_MAX_TAGS", 50),
+            "max_labels": _env_int(env, "DATACAT_MAX_LABELS", 100),
             "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
             "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),

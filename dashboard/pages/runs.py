@@ -16,6 +16,7 @@ from dashboard._render import render
 from dashboard._window import ProjectChoice
 from datacat_client.wire import OUTCOMES
 from datacat_server.queries.runs import (
+    UNFINISHED,
     HangEvent,
     RunInfo,
     TestRow,
@@ -29,8 +30,9 @@ from datacat_server.store import Store
 
 __all__ = ["RUN_OUTCOMES", "RunPage", "RunPages", "RunTestFilters", "RunsFilters", "RunsPage"]
 
-#: How a pytest run can end (``RunFinish.status``).
+#: How a pytest run can end (``RunFinish.status``), and ``running``: not ended yet.
 RUN_OUTCOMES = (
+    UNFINISHED,
     "passed",
     "failed",
     "stopped",

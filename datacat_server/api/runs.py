@@ -37,7 +37,13 @@ class RunController(Controller):
         store: NamedDependency[Store],
         project: Annotated[str | None, QueryParameter()] = None,
         branch: Annotated[str | None, QueryParameter()] = None,
-        outcome: Annotated[str | None, QueryParameter(description="passed, failed, ...")] = None,
+        outcome: Annotated[
+            str | None,
+            QueryParameter(
+                description="How the run ended: passed, failed, stopped, interrupted,"
+                " internal_error, usage_error, no_tests; or running (not ended yet)."
+            ),
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[RunInfo]:

@@ -9,7 +9,19 @@ import msgspec
 
 from datacat_server.queries._common import decode_json, iso, parse_session_id
 
-__all__ = ["HangEvent", "RunInfo", "TestRow", "get_run", "list_runs", "run_hangs", "run_tests"]
+__all__ = [
+    "UNFINISHED",
+    "HangEvent",
+    "RunInfo",
+    "TestRow",
+    "get_run",
+    "list_runs",
+    "run_hangs",
+    "run_tests",
+]
+
+#: The outcome filter for runs that have not finished (alive, hung or crashed).
+UNFINISHED = "running"
 
 
 class RunInfo(msgspec.Struct):
@@ -129,18 +141,51 @@ def list_runs(
     limit: int = 50,
     offset: int = 0,
 ) -> list[RunInfo]:
-    """Runs, newest first, optionally of one project, branch or outcome."""
+    """Runs, newest first, optionally of one project, branch or outcome (``running``:
+    not finished yet, whether alive, hung or crashed)."""
     where, params = ["TRUE"], []
-    for column, value in (("u.project", project), ("u.branch", branch), ("u.status", outcome)):
+    for column, value in (("u.project", project), ("u.branch", branch)):
         if value:
             where.append(f"{column} = ?")
             params.append(value)
+    if outcome == UNFINISHED:
+        where.append("u.status IS NULL")
+    elif outcome:
+        where.append("u.status = ?")
+        params.append(outcome)
     rows = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
         f" WHERE {' AND '.join(where)} ORDER BY u.started_at DESC, u.sid DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
-    return [_run(row) for row in rows]
+    return _with_counts_so_far(cur, [_run(row) for row in rows])
+
+
+def _with_counts_so_far(cur: duckdb.DuckDBPyConnection, runs: list[RunInfo]) -> list[RunInfo]:
+    """Runs that have not ended carry no counts from pytest yet: count what is stored.
+
+    Named like pytest's own (``passed``, ``failed``, ``subtests passed``, ...), final
+    attempts only.
+    """
+    unfinished = [run.id for run in runs if run.outcome is None]
+    if not unfinished:
+        return runs
+    rows = cur.execute(
+        "SELECT s.id::VARCHAR,"
+        " CASE WHEN r.subtest IS NULL THEN '' ELSE 'subtests ' END || r.outcome::VARCHAR,"
+        " count(*) FROM results r JOIN sessions s USING (sid)"
+        " WHERE s.id IN (SELECT unnest(?::UUID[])) AND r.final GROUP BY ALL",
+        [unfinished],
+    ).fetchall()
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, name, number in rows:
+        counts.setdefault(run_id, {})[name] = number
+    return [
+        msgspec.structs.replace(run, counts=counts.get(run.id, {}))
+        if run.outcome is None and not run.counts
+        else run
+        for run in runs
+    ]
 
 
 def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunInfo | None:
@@ -148,12 +193,12 @@ def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunInfo | None:
     key = parse_session_id(run_id)
     if key is None:
         return None
-    row = cur.execute(
+    rows = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
         " WHERE s.id = CAST(? AS UUID)",
         [key],
-    ).fetchone()
-    return None if row is None else _run(row)
+    ).fetchall()
+    return _with_counts_so_far(cur, [_run(rows[0])])[0] if rows else None
 
 
 _TEST_COLUMNS = """

@@ -71,6 +71,7 @@ def test_defaults_match_the_documented_values() -> None:
         100_000,
     )
     assert (limits.max_depth, limits.max_data_bytes, limits.max_tags) == (32, 1_000_000, 50)
+    assert limits.max_labels == 100
     assert Settings().max_body_size == 50_000_000
     assert Settings().max_batch_records == 20_000
 
@@ -85,6 +86,11 @@ def test_every_limit_reads_its_environment_variable() -> None:
         "DATACAT_MAX_TAGS": "12",
         "DATACAT_MAX_BODY_SIZE": "13",
         "DATACAT_MAX_BATCH_RECORDS": "14",
+        "DATACAT_MAX_LABELS": "15",
+        "DATACAT_RATE_LIMIT": "16",
+        "DATACAT_RATE_BURST": "17",
+        "DATACAT_SQL_MAX_ROWS": "18",
+        "DATACAT_SQL_TIMEOUT": "19",
     }
     settings = Settings.from_env(env)
     assert settings.limits.max_name_length == 7
@@ -94,6 +100,9 @@ def test_every_limit_reads_its_environment_variable() -> None:
     assert settings.limits.max_data_bytes == 11
     assert settings.limits.max_tags == 12
     assert (settings.max_body_size, settings.max_batch_records) == (13, 14)
+    assert settings.limits.max_labels == 15
+    assert (settings.rate_limit, settings.rate_burst) == (16, 17)
+    assert (settings.sql_max_rows, settings.sql_timeout) == (18, 19)
     with pytest.raises(ValueError, match="DATACAT_MAX_DEPTH must be an integer"):
         Settings.from_env({"DATACAT_MAX_DEPTH": "deep"})
 

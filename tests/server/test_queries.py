@@ -13,7 +13,7 @@ from datacat_server.queries.flaky import flaky_tests
 from datacat_server.queries.history import test_history
 from datacat_server.queries.metrics import metric_names, metric_series
 from datacat_server.queries.overview import overview
-from datacat_server.queries.runs import list_runs, run_tests
+from datacat_server.queries.runs import get_run, list_runs, run_tests
 from datacat_server.queries.sessions import list_sessions, state_history
 from datacat_server.queries.slow import regressions, slow_tests
 from datacat_server.queries.window import default_project, projects, recent_runs
@@ -269,3 +269,34 @@ def test_session_list_filters_and_state_history(store: Store, apps: list[str]) -
         "dark",
         "light",
     ]
+
+
+def test_a_run_still_going_shows_what_it_has_counted_so_far(store: Store) -> None:
+    maker = RecordMaker()
+    store.write_sync(
+        [
+            maker.start(product="live", name="pytest"),
+            maker.make(wire.RunStart, project="live", branch="main"),
+            maker.result("t.py::a", "passed"),
+            maker.result("t.py::b", "failed", attempt=0, final=False),
+            maker.result("t.py::b", "passed", attempt=1),
+            maker.result("t.py::c", "failed"),
+            maker.result("t.py::c", "passed", subtest="[x]"),
+        ]
+    )
+    ended = RecordMaker()
+    store.write_sync(
+        [
+            ended.start(product="live", name="pytest"),
+            ended.make(wire.RunStart, project="live", branch="main"),
+            ended.make(wire.RunFinish, exit_status=0, status="passed", counts={"passed": 7}),
+        ]
+    )
+    cur = store.reader()
+    running = list_runs(cur, project="live", outcome="running")
+    assert [r.id for r in running] == [maker.session_id]
+    assert running[0].counts == {"passed": 2, "failed": 1, "subtests passed": 1}
+    finished = list_runs(cur, project="live", outcome="passed")
+    assert [r.id for r in finished] == [ended.session_id]
+    assert finished[0].counts == {"passed": 7}  # pytest's own, not recounted
+    assert get_run(cur, maker.session_id).counts == running[0].counts  # type: ignore[union-attr]
