@@ -18,7 +18,13 @@ from datacat_server.queries.failures import FailureCluster, failure_clusters
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
 from datacat_server.queries.history import TestHistory, test_history
 from datacat_server.queries.overview import Overview, overview
-from datacat_server.queries.slow import Regression, SlowTest, regressions, slow_tests
+from datacat_server.queries.slow import (
+    DEFAULT_MIN_SECONDS,
+    Regression,
+    SlowTest,
+    regressions,
+    slow_tests,
+)
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 
@@ -99,11 +105,27 @@ class InsightController(Controller):
         runs: Runs = 200,
         recent: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
         threshold: Annotated[float, QueryParameter(gt=1.0, le=1000.0)] = 1.5,
+        min_seconds: Annotated[
+            float,
+            QueryParameter(
+                ge=0.0,
+                le=86_400.0,
+                description="Leave out tests whose recent median is faster than this:"
+                " their noise is bigger than they are.",
+            ),
+        ] = DEFAULT_MIN_SECONDS,
         limit: Limit = 50,
     ) -> list[Regression]:
         cur = store.reader()
         window = recent_runs(cur, project or default_project(cur), branch, runs)
-        return regressions(cur, window, recent=recent, threshold=threshold, limit=limit)
+        return regressions(
+            cur,
+            window,
+            recent=recent,
+            threshold=threshold,
+            min_seconds=min_seconds,
+            limit=limit,
+        )
 
     @get("/failures", sync_to_thread=True, summary="Failures grouped by type and message")
     def failures(

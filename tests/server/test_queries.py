@@ -141,6 +141,9 @@ def test_slow_tests_and_a_2x_regression(store: Store, shop: list[str]) -> None:
     assert (found[0].before, found[0].after) == (pytest.approx(0.1), pytest.approx(0.2))
     assert (found[0].runs_before, found[0].runs_after) == (6, 4)
     assert regressions(cur, window, recent=4, threshold=2.5) == []
+    # a test whose recent median is under min_seconds is noise, not a regression
+    assert regressions(cur, window, recent=4, min_seconds=0.19) == found
+    assert regressions(cur, window, recent=4, min_seconds=0.21) == []
 
 
 def test_three_timeouts_form_one_cluster(store: Store, shop: list[str]) -> None:
