@@ -6,9 +6,9 @@ and the pytest plugin honour. Litestar's own limiter counts per client address a
 sends no ``Retry-After`` (see FACTS.md); a CI fleet shares one ingest token and one
 proxy address, so identity here is the token.
 
-A batch of records is one request, so it counts once. The default (200 requests a
-second, bursts of 2,000, per token) does not throttle hundreds of concurrent CI jobs,
-whose plugins post about one batch a second each.
+A batch of records is one request, so it counts once. The default (1,000 requests a
+second, bursts of 10,000, per token) lets a thousand CI jobs share one token: their
+plugins post about one batch a second each.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._max = max_identities
+        self._swept = -math.inf
 
     def take(self, identity: str, now: float | None = None) -> float:
         """Take one request's worth; 0 when allowed, else seconds until one is."""
@@ -42,22 +43,23 @@ class TokenBuckets:
         with self._lock:
             level, last = self._buckets.get(identity, (self.burst, now))
             level = min(self.burst, level + (now - last) * self.rate)
-            if level >= 1:
-                self._buckets[identity] = (level - 1, now)
-                return 0.0
-            self._buckets[identity] = (level, now)
-            if len(self._buckets) > self._max:
-                self._forget_full(now)
-            return (1 - level) / self.rate
+            wait = 0.0 if level >= 1 else (1 - level) / self.rate
+            self._buckets[identity] = (level - 1 if level >= 1 else level, now)
+            if len(self._buckets) > self._max and now - self._swept >= 1.0:
+                self._sweep(now)
+            return wait
 
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled is the same as no bucket: drop those.
+    def _sweep(self, now: float) -> None:
+        # At most once a second: a flood of new identities must not make every
+        # request walk the map. A bucket that has refilled is the same as no bucket;
+        # if the rest is still far over the bound, the least recently seen go too.
+        self._swept = now
         full_after = self.burst / self.rate
-        self._buckets = {
-            key: (level, last)
-            for key, (level, last) in self._buckets.items()
-            if now - last < full_after
-        }
+        kept = {key: entry for key, entry in self._buckets.items() if now - entry[1] < full_after}
+        if len(kept) > 2 * self._max:
+            newest = sorted(kept.items(), key=lambda item: item[1][1])[-self._max :]
+            kept = dict(newest)
+        self._buckets = kept
 
 
 def _identity(scope: Scope, tokens: TokenSet) -> str:

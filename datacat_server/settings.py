@@ -69,12 +69,20 @@ class Settings:
     retention_interval: float = 3600.0
     #: Requests a second per token (per address without one), and the burst allowed;
     #: 0 turns rate limiting off.
-    rate_limit: float = 200.0
-    rate_burst: float = 2000.0
+    rate_limit: float = 1000.0
+    rate_burst: float = 10_000.0
     #: Bind addresses other than loopback without any token configured.
     allow_anonymous: bool = False
     #: Show tracebacks in error answers. Tests only.
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rate_limit < 0:
+            raise ValueError("DATACAT_RATE_LIMIT must be 0 (off) or a positive number")
+        if self.rate_limit > 0 and self.rate_burst < 1:
+            raise ValueError(
+                "DATACAT_RATE_BURST must be at least 1: a smaller burst refuses every request"
+            )
 
     @property
     def limits(self) -> Limits:
@@ -112,8 +120,8 @@ class Settings:
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
             "retention": env.get("DATACAT_RETENTION_DAYS") or "",
             "retention_interval": _env_float(env, "DATACAT_RETENTION_INTERVAL", 3600.0),
-            "rate_limit": _env_float(env, "DATACAT_RATE_LIMIT", 200.0),
-            "rate_burst": _env_float(env, "DATACAT_RATE_BURST", 2000.0),
+            "rate_limit": _env_float(env, "DATACAT_RATE_LIMIT", 1000.0),
+            "rate_burst": _env_float(env, "DATACAT_RATE_BURST", 10_000.0),
             "allow_anonymous": (env.get("DATACAT_ALLOW_ANONYMOUS") or "").lower()
             in ("1", "true", "yes"),
         }

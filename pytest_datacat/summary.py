@@ -110,10 +110,12 @@ class RunSummary:
                 f"server unreachable, {self.spooled} records spooled in {self.spool_dir}"
                 f" (send them with: datacat upload {self.spool_dir})"
             )
+        elif self.lost:
+            parts.append("records not sent")
         else:
             parts.append("not all records confirmed by the server before the flush timeout")
         if self.lost:
-            parts.append(f"{self.lost} records lost (spool not writable)")
+            parts.append(f"{self.lost} records lost (spool {self.spool_dir} not writable)")
         parts.append(f"overhead {self.overhead:.2f}s")
         if self.errors:
             parts.append(f"{len(self.errors)} plugin errors (first: {self.errors[0][:120]})")

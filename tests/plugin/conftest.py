@@ -16,6 +16,13 @@ import pytest
 from tests.support.server import ServerProcess, free_port
 
 
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    """Answers 501 to everything, without a log line on stderr."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def _load_http_stack() -> None:
     """Make one request so that every module httpx uses is imported now.
 
@@ -23,7 +30,7 @@ def _load_http_stack() -> None:
     test is imported anew by the next one, and httpx's exception map then no longer
     recognises httpcore's (new) exception classes.
     """
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Quiet)
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
     try:
