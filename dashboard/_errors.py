@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Template
 
+from dashboard._headers import SECURITY_HEADERS
 from dashboard._params import href
 from dashboard._render import VARY, partial_target
 from dashboard.pages.login import LoginPage, safe_next
@@ -55,7 +56,7 @@ def _error(
         template_name="_error.html" if target else "error.html",
         context={"page": page},
         status_code=status,
-        headers={**(headers or {}), **VARY},
+        headers={**(headers or {}), **VARY, **SECURITY_HEADERS},
     )
 
 
@@ -69,7 +70,7 @@ def _sign_in(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
     An htmx request is told (``HX-Redirect``) to load the sign-in page instead of
     swapping a form into a table.
     """
-    headers = {**(exc.headers or {}), **VARY}
+    headers = {**(exc.headers or {}), **VARY, **SECURITY_HEADERS}
     if request.headers.get("hx-request") == "true":
         current = urlsplit(request.headers.get("hx-current-url", ""))
         back = current.path + (f"?{current.query}" if current.query else "")

@@ -144,7 +144,24 @@ def json_preview(value: Any, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def traceback_text(value: Any) -> str:
+    """A traceback as text, from a string or from the seed's list of lines.
+
+    A client's lines end in newlines (``traceback.format_exception``); a test's, split
+    out of one text by the ``events`` view, do not.
+    """
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    lines = [line if isinstance(line, str) else str(line) for line in value]
+    if all(line.endswith("\n") for line in lines[:-1]):
+        return "".join(lines)
+    return "\n".join(lines)
+
+
 FILTERS = {
+    "traceback_text": traceback_text,
     "count_items": count_items,
     "json_preview": json_preview,
     "duration": duration,

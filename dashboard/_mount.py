@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from jinja2 import StrictUndefined
-from litestar import Router
+from litestar import Response, Router
 from litestar.config.app import AppConfig
 from litestar.datastructures import CacheControlHeader
 from litestar.plugins import InitPluginProtocol
@@ -17,8 +18,10 @@ from litestar.template.config import TemplateConfig
 
 from dashboard._errors import ERROR_HANDLERS
 from dashboard._format import FILTERS
+from dashboard._headers import SECURITY_HEADERS
 from dashboard._links import history_href, run_href, session_href, sql_download_href
 from dashboard._params import href
+from dashboard._static import STATIC_ERROR_HANDLERS, StaticFileSystem
 from dashboard.pages import PAGES
 
 __all__ = ["NAV", "DashboardPlugin", "page_router", "static_router", "template_config"]
@@ -78,17 +81,30 @@ def static_router() -> Router:
         path=STATIC_PATH,
         directories=[STATIC],
         name="dashboard-static",
+        file_system=StaticFileSystem(),
+        exception_handlers=STATIC_ERROR_HANDLERS,
         opt={"public": True},
+        after_request=_secure_headers,
         include_in_schema=False,
         # URLs carry a content digest (`asset`), so a day of caching is safe.
         cache_control=CacheControlHeader(max_age=86400, public=True),
     )
 
 
+def _secure_headers(response: Response[Any]) -> Response[Any]:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def page_router() -> Router:
     """The pages, with HTML error pages instead of the API's JSON errors."""
     return Router(
-        path="/", route_handlers=PAGES, exception_handlers=ERROR_HANDLERS, include_in_schema=False
+        path="/",
+        route_handlers=PAGES,
+        exception_handlers=ERROR_HANDLERS,
+        after_request=_secure_headers,
+        include_in_schema=False,
     )
 
 

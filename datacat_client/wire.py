@@ -49,6 +49,10 @@ SessionId: TypeAlias = Annotated[
     str, msgspec.Meta(min_length=32, max_length=36, description="A UUID, chosen by the client.")
 ]
 Seq: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: Integers as the store keeps them: past these a value could not be stored (a 400
+#: now, rather than a failed commit the client would retry for ever).
+Int32: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Int64: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Timestamp: TypeAlias = Annotated[
     float, msgspec.Meta(ge=0.0, le=32503680000.0, description="Unix seconds, UTC.")
 ]
@@ -123,7 +127,7 @@ class TestResult(_Record, tag="test_result"):
     #: File, class, function and parameter id may be left out when the node id
     #: says them (``file.py::Class::func[param]``): the server reads them off it.
     file: str = ""
-    line: int | None = None
+    line: Int32 | None = None
     cls: str = ""
     func: str = ""
     param_id: str = ""
@@ -151,7 +155,7 @@ class TestResult(_Record, tag="test_result"):
     #: Set for a subtest: its message and parameters, e.g. ``"i=3"``.
     subtest: str | None = None
     cpu_time: NonNegativeFloat | None = None
-    rss_delta: int | None = None
+    rss_delta: Int64 | None = None
 
 
 class RunStart(_Record, tag="run_start"):
@@ -170,13 +174,13 @@ class RunStart(_Record, tag="run_start"):
     pytest_version: str = ""
     plugins: list[str] = []
     args: list[str] = []
-    workers: int = 0
+    workers: Int32 = 0
 
 
 class RunFinish(_Record, tag="run_finish"):
     """How a test run ended: pytest's exit status and its counts by outcome."""
 
-    exit_status: int
+    exit_status: Int32
     #: ``passed``, ``failed``, ``stopped`` (-x, --maxfail), ``interrupted`` (Ctrl-C),
     #: ``internal_error``, ``usage_error``, ``no_tests``.
     status: str

@@ -42,6 +42,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from datacat_server.app import create_app
     from datacat_server.auth import TokenConfigError, load_tokens
     from datacat_server.errors import StoreError
+    from datacat_server.http_head import bounded_head_protocol
     from datacat_server.settings import Settings
     from datacat_server.store import open_store
 
@@ -83,6 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=args.access_log,
             timeout_graceful_shutdown=10,
+            http=bounded_head_protocol(settings.max_head_bytes),
         )
     finally:
         store.close()

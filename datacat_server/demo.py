@@ -107,6 +107,7 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
     import uvicorn
 
     from datacat_server.app import create_app
+    from datacat_server.http_head import bounded_head_protocol
     from datacat_server.settings import Settings
     from datacat_server.store import open_store
 
@@ -120,7 +121,13 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
     settings = Settings(db_path=db, host=host, port=port)
     store = open_store(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store=store), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings, store=store),
+            host=host,
+            port=port,
+            log_level="warning",
+            http=bounded_head_protocol(settings.max_head_bytes),
+        )
     )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

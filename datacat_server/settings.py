@@ -47,6 +47,8 @@ class Settings:
     soft_flush_interval: float = 0.5
     #: Largest request body, in bytes (413 beyond it).
     max_body_size: int = 50_000_000
+    #: Largest request line plus headers, in bytes (431 beyond it; `datacat serve`).
+    max_head_bytes: int = 64 * 1024
     #: Records per ingest batch.
     max_batch_records: int = 20_000
     #: Per record (see `datacat_server.api.limits`): names and node ids are refused past
@@ -107,6 +109,7 @@ class Settings:
             "port": _env_int(env, "DATACAT_PORT", 8080),
             "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
             "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
+            "max_head_bytes": _env_int(env, "DATACAT_MAX_HEAD_BYTES", 64 * 1024),
             "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
             "max_name_length": _env_int(env, "DATACAT_MAX_NAME_LENGTH", 1_000),
             "max_nodeid_length": _env_int(env, "DATACAT_MAX_NODEID_LENGTH", 4_000),

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
+from datacat_server.api.paging import Offset
 from datacat_server.queries.metrics import AGGREGATIONS, MetricSeries, metric_names, metric_series
 from datacat_server.queries.sessions import (
     SessionSummary,
@@ -47,7 +48,7 @@ class SessionQueries(Controller):
         path: Path = None,
         value: Value = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[SessionSummary]:
         return list_sessions(
             store.reader(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -14,8 +15,20 @@ from datacat_server.limits import check_json_body
 __all__ = ["BatchRequest", "SafeJsonRequest"]
 
 # Free-form JSON (state, event data, labels) is where duplicate keys could hide; a batch
-# of typed test results has none, and skips the second parse that finds them.
+# of typed test results has none, and skips the second parse that finds them. A key
+# may be spelled with escapes ("d\u0061ta"): a key made of letters and at least one
+# escape sends the body through the check too (captured output full of "\u001b"
+# colour codes is a value, not a key, and stays on the fast path).
 _FREE_FORM = (b'"data"', b'"state"', b'"labels"')
+_ESCAPED_KEY = re.compile(
+    rb'"(?:[A-Za-z_]|\\u[0-9A-Fa-f]{4})*\\u[0-9A-Fa-f]{4}(?:[A-Za-z_]|\\u[0-9A-Fa-f]{4})*"\s*:'
+)
+
+
+def _may_hide_free_form(body: bytes) -> bool:
+    return any(marker in body for marker in _FREE_FORM) or (
+        b"\\u" in body and _ESCAPED_KEY.search(body) is not None
+    )
 
 
 def _decode_error(exc: Exception, path: str) -> ValidationException:
@@ -54,7 +67,7 @@ class BatchRequest(Request[Any, Any, Any]):
 
     async def json(self) -> Any:
         body = await self.body()
-        if any(marker in body for marker in _FREE_FORM):
+        if _may_hide_free_form(body):
             check_json_body(body)
         try:
             return wire.batch_decoder.decode(body)

@@ -10,6 +10,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from datacat_client import wire
+from datacat_server.api.paging import Offset
 from datacat_server.queries.runs import (
     HangEvent,
     RunInfo,
@@ -45,7 +46,7 @@ class RunController(Controller):
             ),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[RunInfo]:
         return list_runs(
             store.reader(),
@@ -75,7 +76,7 @@ class RunController(Controller):
             str, QueryParameter(pattern="^(failures|slowest|nodeid)$", description="Order.")
         ] = "failures",
         limit: Annotated[int, QueryParameter(ge=1, le=100_000)] = 500,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[TestRow]:
         cur = store.reader()
         if get_run(cur, run_id) is None:

@@ -21,6 +21,7 @@ from litestar.response import Stream
 
 from datacat_client import wire
 from datacat_server.api.explore import SessionQueries
+from datacat_server.api.paging import Offset
 from datacat_server.errors import InvalidInputError
 from datacat_server.limits import check_records
 from datacat_server.queries._common import parse_session_id
@@ -223,7 +224,7 @@ class DataController(Controller):
         self,
         store: NamedDependency[Store],
         limit: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> Stream:
         sessions = iter_sessions(store.reader, limit=limit, offset=offset)
 

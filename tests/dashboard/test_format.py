@@ -14,6 +14,7 @@ from dashboard._format import (
     number,
     percent,
     safe_url,
+    traceback_text,
     utc,
 )
 from dashboard._params import BadFilter, QueryReader, href
@@ -97,3 +98,17 @@ def test_links_keep_set_parameters_only() -> None:
         "/runs?project=a+b&page=2"
     )
     assert href("/runs", {}) == "/runs"
+
+
+def test_tracebacks_read_as_lines_whichever_shape_they_come_in() -> None:
+    # the seed's client: traceback.format_exception, each part ending in a newline
+    assert (
+        traceback_text(["Traceback:\n", "  f()\n", "Error: x\n"]) == "Traceback:\n  f()\nError: x\n"
+    )
+    # a test's traceback, split into lines by the events view
+    assert traceback_text(["def test():", ">   assert 0", "E   assert 0"]) == (
+        "def test():\n>   assert 0\nE   assert 0"
+    )
+    assert traceback_text("already text\n") == "already text\n"
+    assert traceback_text(["one line"]) == "one line"
+    assert traceback_text({"odd": 1}) == '{"odd": 1}'

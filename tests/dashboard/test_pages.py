@@ -539,3 +539,13 @@ def test_an_unexpected_error_is_a_500_page_that_tells_nothing(
     assert "Something went wrong" in response.text
     assert "secret detail" not in response.text
     assert "<nav" in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/runs/not-a-run", "/slow?runs=many", "/static/app.css"])
+def test_every_answer_carries_the_security_headers(client: Client, path: str) -> None:
+    answer = client.get(path)
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert answer.headers["x-content-type-options"] == "nosniff"

@@ -91,6 +91,7 @@ def test_every_limit_reads_its_environment_variable() -> None:
         "DATACAT_RATE_BURST": "17",
         "DATACAT_SQL_MAX_ROWS": "18",
         "DATACAT_SQL_TIMEOUT": "19",
+        "DATACAT_MAX_HEAD_BYTES": "20",
     }
     settings = Settings.from_env(env)
     assert settings.limits.max_name_length == 7
@@ -103,6 +104,7 @@ def test_every_limit_reads_its_environment_variable() -> None:
     assert settings.limits.max_labels == 15
     assert (settings.rate_limit, settings.rate_burst) == (16, 17)
     assert (settings.sql_max_rows, settings.sql_timeout) == (18, 19)
+    assert settings.max_head_bytes == 20
     with pytest.raises(ValueError, match="DATACAT_MAX_DEPTH must be an integer"):
         Settings.from_env({"DATACAT_MAX_DEPTH": "deep"})
 
