@@ -22,8 +22,8 @@ from datacat_server.queries.sessions import (
     SessionDetail,
     SessionSummary,
     StatePatch,
-    get_session,
     list_sessions,
+    session_view,
     state_history,
 )
 from datacat_server.store import Store
@@ -35,6 +35,8 @@ PER_PAGE = 50
 EVENTS_SHOWN = 300
 STATE_PATCHES_SHOWN = 200
 METRIC_ROWS_SHOWN = 100
+#: Latest values of each metric a session's chart draws (a run has one per test).
+METRIC_POINTS_CHARTED = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +102,9 @@ class SessionPage:
     #: The latest patches, oldest first, and how many there are.
     history: list[StatePatch]
     history_total: int
-    #: The latest events, oldest first.
+    #: The latest events, oldest first, and how many there are.
     events: list[EventOut]
+    events_total: int
     charts: list[MetricChart]
 
     @property
@@ -109,16 +112,13 @@ class SessionPage:
         """The session goes on: the page refreshes itself."""
         return self.session.status in ("running", "hung")
 
-    @property
-    def events_total(self) -> int:
-        return len(self.session.events)
 
-
-def _charts(metrics: list[MetricOut]) -> list[MetricChart]:
+def _charts(metrics: list[MetricOut], totals: dict[str, int]) -> list[MetricChart]:
     out = []
     for name, spec in session_metric_charts(metrics):
         values = [m for m in metrics if m.name == name]
-        out.append(MetricChart(name, spec, values[-METRIC_ROWS_SHOWN:][::-1], len(values)))
+        count = totals.get(name, len(values))
+        out.append(MetricChart(name, spec, values[-METRIC_ROWS_SHOWN:][::-1], count))
     return out
 
 
@@ -150,16 +150,20 @@ class SessionPages(Controller):
         session_id: FromPath[str],
     ) -> Template:
         cur = store.reader()
-        found = get_session(cur, session_id)
-        if found is None:
+        view = session_view(
+            cur, session_id, events=EVENTS_SHOWN, values_per_metric=METRIC_POINTS_CHARTED
+        )
+        if view is None:
             raise NotFoundException(f"There is no session {session_id!r}.")
+        found = view.session
         patches = state_history(cur, found.id)
         page = SessionPage(
             session=found,
             run=get_run(cur, found.id),
             history=patches[-STATE_PATCHES_SHOWN:],
             history_total=len(patches),
-            events=found.events[-EVENTS_SHOWN:],
-            charts=_charts(found.metrics),
+            events=found.events,
+            events_total=view.events_total,
+            charts=_charts(found.metrics, view.metric_totals),
         )
         return render(request, "session.html", page, {"session-live": "_session_live.html"})

@@ -18,10 +18,12 @@ __all__ = [
     "MetricOut",
     "SessionDetail",
     "SessionSummary",
+    "SessionView",
     "StatePatch",
     "get_session",
     "iter_sessions",
     "list_sessions",
+    "session_view",
     "state_history",
 ]
 
@@ -123,6 +125,62 @@ def get_session(cur: duckdb.DuckDBPyConnection, session_id: str) -> SessionDetai
         return None
     sid = row[0]
     return _detail(row, _events_of(cur, [sid]).get(sid, []), _metrics_of(cur, [sid]).get(sid, []))
+
+
+class SessionView(msgspec.Struct):
+    """A session for a page: its latest events and metric values, and how many in all.
+
+    A pytest run of 100,000 tests is a session of 100,000 events and 300,000 metric
+    values; a page (which refreshes itself while the run goes on) reads the tail.
+    """
+
+    session: SessionDetail
+    #: Events and metric values in the session, of which ``session`` holds the latest.
+    events_total: int
+    metric_totals: dict[str, int]
+
+
+def session_view(
+    cur: duckdb.DuckDBPyConnection, session_id: str, *, events: int, values_per_metric: int
+) -> SessionView | None:
+    """One session with its latest ``events`` events and its latest ``values_per_metric``
+    values of each metric (oldest first), or None if there is no such session."""
+    key = parse_session_id(session_id)
+    if key is None:
+        return None
+    rows = cur.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
+    ).fetchall()
+    if not rows:
+        return None
+    sid = rows[0][0]
+    event_rows = cur.execute(
+        "SELECT timestamp, name, data, count(*) OVER () FROM events WHERE sid = ?"
+        " ORDER BY timestamp DESC, seq DESC NULLS FIRST LIMIT ?",
+        [sid, events],
+    ).fetchall()
+    metric_rows = cur.execute(
+        "SELECT timestamp, name, value, tags, count(*) OVER (PARTITION BY name) FROM metrics"
+        " WHERE sid = ? QUALIFY row_number() OVER"
+        " (PARTITION BY name ORDER BY timestamp DESC, seq DESC NULLS FIRST) <= ?"
+        " ORDER BY timestamp, seq NULLS LAST",
+        [sid, values_per_metric],
+    ).fetchall()
+    totals: dict[str, int] = {}
+    for _, name, _, _, count in metric_rows:
+        totals[name] = count
+    latest_events = [
+        EventOut(iso(ts) or "", name, decode_json(data)) for ts, name, data, _ in event_rows
+    ]
+    values = [
+        MetricOut(iso(ts) or "", name, value, list(tags))
+        for ts, name, value, tags, _ in metric_rows
+    ]
+    return SessionView(
+        session=_detail(rows[0], latest_events[::-1], values),
+        events_total=event_rows[0][3] if event_rows else 0,
+        metric_totals=totals,
+    )
 
 
 def iter_sessions(

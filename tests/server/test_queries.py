@@ -14,7 +14,7 @@ from datacat_server.queries.history import test_history
 from datacat_server.queries.metrics import metric_names, metric_series
 from datacat_server.queries.overview import overview
 from datacat_server.queries.runs import get_run, list_runs, run_tests
-from datacat_server.queries.sessions import list_sessions, state_history
+from datacat_server.queries.sessions import list_sessions, session_view, state_history
 from datacat_server.queries.slow import regressions, slow_tests
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
@@ -303,3 +303,24 @@ def test_a_run_still_going_shows_what_it_has_counted_so_far(store: Store) -> Non
     assert [r.id for r in finished] == [ended.session_id]
     assert finished[0].counts == {"passed": 7}  # pytest's own, not recounted
     assert get_run(cur, maker.session_id).counts == running[0].counts  # type: ignore[union-attr]
+
+
+def test_a_session_page_reads_only_the_latest_events_and_values(store: Store) -> None:
+    maker = RecordMaker()
+    start = 1_800_000_000.0
+    records: list[Any] = [maker.start(name="app")]
+    records += [maker.event(f"e{i}", {"i": i}, timestamp=start + i) for i in range(10)]
+    for i in range(5):
+        for name in ("cpu", "mem"):
+            records.append(maker.make(wire.Metric, name=name, value=float(i), timestamp=start + i))
+    store.write_sync(records)
+    view = session_view(store.reader(), maker.session_id, events=4, values_per_metric=2)
+    assert view is not None
+    assert [e.name for e in view.session.events] == ["e6", "e7", "e8", "e9"]  # oldest first
+    assert view.events_total == 10
+    assert view.metric_totals == {"cpu": 5, "mem": 5}
+    assert [(m.name, m.value) for m in view.session.metrics if m.name == "cpu"] == [
+        ("cpu", 3.0),
+        ("cpu", 4.0),
+    ]
+    assert session_view(store.reader(), "not-a-session", events=4, values_per_metric=2) is None
