@@ -61,6 +61,8 @@ class SenderStats:
     retries: int = 0
     #: Seconds spent in posts.
     send_seconds: float = 0.0
+    #: Why the server last refused a batch (``HTTP 403: ...``), if it did.
+    last_refusal: str | None = None
 
 
 class _FlushMarker:
@@ -504,6 +506,7 @@ class BackgroundSender:
         self._probing = True
 
     def _refused(self, exc: APIError) -> None:
+        self._stats.last_refusal = str(exc)
         if exc.status_code not in self._refusals_logged:
             self._refusals_logged.add(exc.status_code)
             logger.warning(

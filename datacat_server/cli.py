@@ -109,7 +109,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{token}\n")
     sys.stderr.write(
         f"Give it to the server, e.g. DATACAT_TOKENS={args.scope}:{token}"
-        " (or a line '{args.scope} <token> <name>' in DATACAT_TOKENS_FILE),"
+        f" (or a line '{args.scope} <token> <name>' in DATACAT_TOKENS_FILE),"
         " and to its users as DATACAT_TOKEN.\n"
     )
     return 0
@@ -128,7 +128,11 @@ def _cmd_retention(args: argparse.Namespace) -> int:
         sys.stderr.write(f"datacat retention: no server answers at {url}: {exc}\n")
         return 1
     if answer.status_code != 200:
-        sys.stderr.write(f"datacat retention: {answer.status_code}: {answer.text}\n")
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        sys.stderr.write(f"datacat retention: {answer.status_code}: {detail}\n")
         return 1
     result = answer.json()
     rows = sum(result["rows"].values())
@@ -139,13 +143,16 @@ def _cmd_retention(args: argparse.Namespace) -> int:
 def _cmd_upload(args: argparse.Namespace) -> int:
     from datacat_client import upload_spool
 
+    if args.directory is not None and not Path(args.directory).is_dir():
+        sys.stderr.write(f"datacat upload: {args.directory} is not a directory\n")
+        return 2
     report = upload_spool(args.directory, base_url=args.url, token=args.token)
     sys.stdout.write(f"{report}\n")
     return 0 if report.ok else 1
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    _require_server_extra("query")
+    # Through a server, httpx is enough; the file itself needs duckdb (query_cli says so).
     from datacat_server.query_cli import run_query
 
     return run_query(
@@ -255,7 +262,10 @@ def _build_parser() -> argparse.ArgumentParser:
         " examples, into a new database, then serve it. About a minute.",
     )
     demo.add_argument(
-        "--db", type=Path, default=Path("datacat-demo.duckdb"), help="new DuckDB file"
+        "--db",
+        type=Path,
+        default=Path("datacat-demo.duckdb"),
+        help="new DuckDB file (default: ./datacat-demo.duckdb)",
     )
     demo.add_argument("--runs", type=int, default=8, help="test runs to record (8)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
@@ -284,7 +294,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     retention.add_argument("--days", type=float, default=None, help="keep this many days")
     retention.add_argument("--project", default=None, help="only this project")
-    retention.add_argument("--url", default=None, help="server URL (default: DATACAT_URL)")
+    retention.add_argument(
+        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
+    )
     retention.add_argument("--token", default=None, help="admin token (default: DATACAT_TOKEN)")
     retention.set_defaults(func=_cmd_retention)
     return parser

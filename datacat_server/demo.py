@@ -16,6 +16,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datacat_server.store import Store
 
 __all__ = ["run_demo"]
 
@@ -55,14 +59,16 @@ def _plan(runs: int) -> list[dict[str, str]]:
     return plan
 
 
-def _run_suite(suite: Path, url: str, env: dict[str, str], spool: Path) -> int:
+def _run_suite(
+    suite: Path, url: str, env: dict[str, str], spool: Path
+) -> subprocess.CompletedProcess[str]:
     full = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATACAT_", "GITHUB_"))},
         **env,
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         "DATACAT_SPOOL_DIR": str(spool),
     }
-    done = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -85,7 +91,6 @@ def _run_suite(suite: Path, url: str, env: dict[str, str], spool: Path) -> int:
         check=False,
         env=full,
     )
-    return done.returncode
 
 
 def _run_examples(examples: Path, url: str, spool: Path) -> None:
@@ -100,6 +105,11 @@ def _run_examples(examples: Path, url: str, spool: Path) -> None:
                 check=False,
                 env=env,
             )
+
+
+def _stored_runs(store: Store) -> int:
+    rows = store.reader().execute("SELECT count(*) FROM runs").fetchall()
+    return int(rows[0][0])
 
 
 def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
@@ -140,7 +150,13 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
         print(f"DataCat demo: filling {db} …", flush=True)
         started = time.monotonic()
         for i, env in enumerate(_plan(runs), 1):
-            _run_suite(suite, url, env, spool)
+            done = _run_suite(suite, url, env, spool)
+            if _stored_runs(store) < i:
+                sys.stderr.write(
+                    f"datacat demo: test run {i} was not recorded (pytest exited with"
+                    f" {done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}\n"
+                )
+                return 1
             print(f"  test run {i}/{runs} recorded ({env['GITHUB_REF_NAME']})", flush=True)
         examples = _find("demo_examples", "examples")
         if examples is not None:

@@ -47,7 +47,13 @@ def _via_server(url: str, token: str | None, sql: str, max_rows: int) -> dict[st
 
 
 def _on_file(path: Path, sql: str, max_rows: int, timeout: float) -> dict[str, Any]:
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:
+        raise QueryFailed(
+            "no server answers, and opening the database file directly needs the server's"
+            " dependencies: pip install 'datacat[server]' (or point --url at a server)"
+        ) from None
 
     from datacat_server.errors import InvalidInputError
     from datacat_server.queries.sql import run_readonly

@@ -286,6 +286,8 @@ class Recorder:
 
     @_guarded
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        finishing = time.perf_counter()
+        sent_before = self.session.stats.send_seconds if self.session is not None else 0.0
         if self._watchdog is not None:
             self._watchdog.stop()
         if self._metadata is not None:
@@ -309,6 +311,9 @@ class Recorder:
             counts=counts,
             duration=duration,
             delivered=delivered,
+            # the hooks so far, the posts during the run, and this hook with its wait for
+            # the server (up to the flush timeout when the server is down)
+            overhead=self.overhead + sent_before + (time.perf_counter() - finishing),
         )
 
     def _pytest_counts(self) -> dict[str, int]:

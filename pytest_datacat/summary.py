@@ -61,6 +61,11 @@ class RunSummary:
     spooled: int
     lost: int
     spool_dir: Path
+    #: Why the server refused records, if it did (a missing or wrong token, mostly).
+    refusal: str | None
+    #: The server, and whether a token was used: what `datacat upload` needs too.
+    url: str
+    with_token: bool
     overhead: float
     errors: list[str]
     highlights: Highlights
@@ -74,6 +79,7 @@ class RunSummary:
         counts: dict[str, int],
         duration: float,
         delivered: bool,
+        overhead: float,
     ) -> RunSummary:
         session = recorder.session
         stats = session.stats if session is not None else None
@@ -90,7 +96,10 @@ class RunSummary:
             spooled=stats.spooled if stats else 0,
             lost=stats.lost if stats else 0,
             spool_dir=recorder.options.spool_dir or default_spool_dir(),
-            overhead=recorder.overhead + (stats.send_seconds if stats else 0.0),
+            refusal=stats.last_refusal if stats else None,
+            url=recorder.options.url,
+            with_token=bool(recorder.options.token),
+            overhead=overhead,
             errors=list(recorder.errors),
             highlights=recorder.highlights,
         )
@@ -106,9 +115,11 @@ class RunSummary:
         if self.delivered:
             parts.append(self.run_url)
         elif self.spooled:
+            why = f"server refused them ({self.refusal})" if self.refusal else "server unreachable"
+            token = " and DATACAT_TOKEN set" if self.with_token else ""
             parts.append(
-                f"server unreachable, {self.spooled} records spooled in {self.spool_dir}"
-                f" (send them with: datacat upload {self.spool_dir})"
+                f"{why}, {self.spooled} records spooled in {self.spool_dir}"
+                f" (send them with: datacat upload {self.spool_dir} --url {self.url}{token})"
             )
         elif self.lost:
             parts.append("records not sent")

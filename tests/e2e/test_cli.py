@@ -92,3 +92,18 @@ def test_help_texts(tmp_path: Path) -> None:
     serve = datacat("serve", "--help")
     assert "DATACAT_DB" in serve.stdout
     assert "127.0.0.1" in serve.stdout
+
+
+def test_upload_of_a_directory_that_is_not_there_says_so(tmp_path: Path) -> None:
+    done = datacat("upload", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert "is not a directory" in done.stderr
+
+
+def test_token_prints_a_secret_and_a_hint_with_its_scope() -> None:
+    done = datacat("token", "--scope", "read")
+    assert done.returncode == 0
+    secret = done.stdout.strip()
+    assert len(secret) >= 40
+    assert f"DATACAT_TOKENS=read:{secret}" in done.stderr
+    assert "'read <token> <name>'" in done.stderr  # not a template left unfilled

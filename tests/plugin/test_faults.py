@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.plugin.conftest import Api, plugins, run_id_of
@@ -55,8 +56,11 @@ def test_server_down_for_the_whole_run_then_upload(
     assert result.parseoutcomes() == plain.parseoutcomes()
     line = next(line for line in result.outlines if line.startswith("datacat:"))
     assert "server unreachable" in line
-    assert f"datacat upload {spool}" in line
+    assert f"datacat upload {spool} --url http://127.0.0.1:{port})" in line
     assert elapsed < 15
+    # the wait for the server at the end is the plugin's cost, and is counted as such
+    overhead = float(line.rsplit("overhead ", 1)[1].split("s", 1)[0])
+    assert overhead >= 1.5, line
     with ServerProcess(tmp_path / "later.duckdb", port=port) as server:
         done = _upload(spool, server.url)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -236,3 +240,34 @@ def test_server_restarting_in_the_middle_of_a_run_loses_nothing(
     finally:
         server.stop()
     assert os.environ.get("DATACAT_SPOOL_DIR")
+
+
+def test_a_missing_token_is_named_as_the_reason_not_the_network(
+    pytester: pytest.Pytester, clean_environment: Path, tmp_path: Path
+) -> None:
+    token, reader = "ingest-" + "k" * 24, "read-" + "r" * 24
+    pytester.makepyfile(test_suite=SUITE)
+    with ServerProcess(
+        tmp_path / "guarded.duckdb", env={"DATACAT_TOKENS": f"ingest:{token},read:{reader}"}
+    ) as server:
+        result = pytester.runpytest_subprocess(
+            *plugins(), "--datacat", f"--datacat-url={server.url}", "--datacat-flush-timeout=3"
+        )
+        line = next(line for line in result.outlines if line.startswith("datacat:"))
+        assert "server refused them (HTTP 401" in line, line
+        assert "unreachable" not in line
+        assert f"--url {server.url})" in line
+        assert result.ret == 1  # the suite's own outcome, whatever the server said
+        done = subprocess.run(
+            [sys.executable, "-m", "datacat_server", "upload", str(clean_environment)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DATACAT_URL": server.url, "DATACAT_TOKEN": token},
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        runs = httpx.get(
+            f"{server.url}/api/runs", headers={"Authorization": f"Bearer {reader}"}, timeout=30
+        ).json()
+        assert [run["outcome"] for run in runs] == ["failed"]  # the upload stored the run
