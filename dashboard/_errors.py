@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.response import Template
 
 from dashboard._headers import SECURITY_HEADERS
@@ -21,7 +21,7 @@ from dashboard.pages.login import LoginPage, safe_next
 from datacat_server.auth import COOKIE
 from datacat_server.errors import InvalidInputError
 
-__all__ = ["ERROR_HANDLERS", "ErrorPage"]
+__all__ = ["ERROR_HANDLERS", "ErrorPage", "browser_not_found"]
 
 _TITLES = {
     400: "Bad request",
@@ -100,8 +100,18 @@ def _internal(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
     return _error(request, 500, "Something went wrong on the server. It has been logged.")
 
 
+def browser_not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
+    """A path no route serves: a page for a browser, the API's JSON for everyone else."""
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if wants_page and not request.url.path.startswith(("/api/", "/schema", "/static/")):
+        return _error(request, 404, "There is no page here.")
+    return Response({"status_code": 404, "detail": exc.detail}, status_code=404)
+
+
 ERROR_HANDLERS: dict[Any, Any] = {
     InvalidInputError: _invalid,
     HTTPException: _http,
+    # named too, or the app's handler for unknown paths (`browser_not_found`) would win
+    NotFoundException: _http,
     500: _internal,
 }

@@ -11,12 +11,13 @@ from jinja2 import StrictUndefined
 from litestar import Response, Router
 from litestar.config.app import AppConfig
 from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import NotFoundException
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from dashboard._errors import ERROR_HANDLERS
+from dashboard._errors import ERROR_HANDLERS, browser_not_found
 from dashboard._format import FILTERS
 from dashboard._headers import SECURITY_HEADERS
 from dashboard._links import history_href, run_href, session_href, sql_download_href
@@ -114,4 +115,6 @@ class DashboardPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend([page_router(), static_router()])
         app_config.template_config = template_config()
+        # A mistyped dashboard URL gets a page; the API's unknown paths stay JSON.
+        app_config.exception_handlers.setdefault(NotFoundException, browser_not_found)
         return app_config

@@ -91,6 +91,11 @@ def test_run_page_shows_metadata_failures_first_with_tracebacks_and_slowest(
     tests_part = body.split('<div id="run-tests"')[1]
     assert tests_part.index("t.py::test_flaky") < tests_part.index("t.py::test_ok")
     assert '<details class="tb"><summary>Traceback</summary>' in tests_part
+    # the failures come before everything but the outcome: the tests table precedes
+    # the slowest tests, and where the run ran is folded away
+    assert body.index('<div id="run-tests"') < body.index("Slowest tests")
+    assert '<details class="where"' in body
+    assert ">ended<" not in body  # the run's outcome says it all; no session jargon
     slowest = body.split("Slowest tests")[1]
     assert slowest.index("t.py::test_slow") < slowest.index("t.py::test_ok")
     assert "1.53 s" in slowest
@@ -299,11 +304,12 @@ def test_runs_filters(client: Client, filled: Filled) -> None:
 
 def test_run_tests_filter_by_outcome_and_search(client: Client, filled: Filled) -> None:
     only_failed = get(client, f"/runs/{filled.failed_run}?outcome=failed")
-    table = only_failed.split('<div id="run-tests"')[1]
+    table = only_failed.split('<div id="run-tests"')[1].split("<h2>Slowest tests")[0]
     assert "t.py::test_flaky" in table
     assert "t.py::test_ok" not in table
     assert 'class="badge o-passed"' not in table
     searched = get(client, f"/runs/{filled.failed_run}?q=slow").split('<div id="run-tests"')[1]
+    searched = searched.split("<h2>Slowest tests")[0]
     assert "t.py::test_slow" in searched
     assert "t.py::test_ok" not in searched
     # The search is text, not a pattern.
@@ -549,3 +555,15 @@ def test_every_answer_carries_the_security_headers(client: Client, path: str) ->
     assert "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_mistyped_url_is_a_page_for_a_browser_and_json_for_a_script(client: Client) -> None:
+    page = client.get("/runz", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404
+    assert "There is no page here." in page.text
+    assert "<nav" in page.text  # the whole dashboard frame, to go on from
+    script = client.get("/runz", headers={"Accept": "application/json"})
+    assert script.status_code == 404
+    assert script.json() == {"status_code": 404, "detail": "Not Found"}
+    api = client.get("/api/nope", headers={"Accept": "text/html"})
+    assert api.headers["content-type"].startswith("application/json")
