@@ -20,8 +20,10 @@ from datacat_server.queries.overview import PassRatePoint
 from datacat_server.queries.sessions import MetricOut
 
 __all__ = [
+    "KNOWN_UNITS",
     "duration_unit",
     "history_chart",
+    "metric_axis_title",
     "metric_chart",
     "pass_rate_chart",
     "session_metric_charts",
@@ -109,7 +111,7 @@ def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Sp
         ]
     return {
         "x": _axis("Time (UTC)", time=True),
-        "y": _axis(series.name),
+        "y": _axis(metric_axis_title(series.name)),
         "datasets": datasets,
     }
 
@@ -127,6 +129,16 @@ def _dataset(
     return data
 
 
+#: Units of the metrics DataCat itself records (the pytest plugin's, per test).
+KNOWN_UNITS = {"test_duration": "s", "test_cpu_time": "s", "test_rss_delta": "bytes"}
+
+
+def metric_axis_title(name: str) -> str:
+    """A metric's name, with its unit where DataCat knows it."""
+    unit = KNOWN_UNITS.get(name)
+    return f"{name} ({unit})" if unit else name
+
+
 def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]]:
     """One chart per metric name of a session (its latest points), names sorted."""
     by_name: dict[str, list[MetricOut]] = defaultdict(list)
@@ -142,7 +154,7 @@ def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]
                 name,
                 {
                     "x": _axis("Time (UTC)", time=True),
-                    "y": _axis(name),
+                    "y": _axis(metric_axis_title(name)),
                     "datasets": [dataset],
                 },
             )

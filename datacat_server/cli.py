@@ -73,9 +73,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
     try:
         app = create_app(settings, store=store, tokens=tokens)
+        access = (
+            f"{len(tokens.tokens)} tokens configured"
+            if not tokens.open
+            else "open: no tokens, anyone who can reach it may read and write"
+        )
         sys.stderr.write(
             f"DataCat serving {settings.db_path} on http://{settings.host}:{settings.port}"
-            f"  (API docs: /schema)\n"
+            f"  ({access}; API docs: /schema)\n"
         )
         uvicorn.run(
             app,

@@ -264,7 +264,12 @@ class Recorder:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         duration = fields["setup_duration"] + fields["call_duration"] + fields["teardown_duration"]
         self.highlights.add(
-            fields["nodeid"], fields.get("subtest"), outcome, duration, fields.get("exc_message")
+            fields["nodeid"],
+            fields.get("subtest"),
+            outcome,
+            duration,
+            fields.get("exc_message"),
+            exc_type=fields.get("exc_type"),
         )
         self._send(wire.TestResult, **fields)
 

@@ -29,7 +29,14 @@ class Highlights:
     failure_count: int = 0
 
     def add(
-        self, nodeid: str, subtest: str | None, outcome: str, duration: float, message: str | None
+        self,
+        nodeid: str,
+        subtest: str | None,
+        outcome: str,
+        duration: float,
+        message: str | None,
+        *,
+        exc_type: str | None = None,
     ) -> None:
         """Consider one result (called for every result: keep the common case cheap)."""
         slowest = self.slowest
@@ -41,6 +48,8 @@ class Highlights:
             self.failure_count += 1
             if len(self.failures) < self.failures_kept:
                 line = (message or outcome).split("\n", 1)[0][:200]
+                if exc_type:
+                    line = f"{exc_type}: {line}"
                 self.failures.append((_name(nodeid, subtest), line))
 
 

@@ -47,6 +47,11 @@ WITH f AS (
            coalesce(d.exc_message, '') AS message
     FROM results r JOIN result_details d USING (sid, seq)
     WHERE {window} AND r.outcome IN ('failed', 'error')
+      -- a test that failed only through its subtests: they are clustered themselves
+      AND NOT (d.exc_type IS NULL AND r.subtest IS NULL AND EXISTS (
+          SELECT 1 FROM results s
+          WHERE s.sid = r.sid AND s.test_id = r.test_id AND s.subtest IS NOT NULL
+            AND s.outcome IN ('failed', 'error')))
 ),
 c AS (
     SELECT exc_type, {signature} AS signature, count(*) AS n,

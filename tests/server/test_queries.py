@@ -324,3 +324,27 @@ def test_a_session_page_reads_only_the_latest_events_and_values(store: Store) ->
         ("cpu", 4.0),
     ]
     assert session_view(store.reader(), "not-a-session", events=4, values_per_metric=2) is None
+
+
+def test_a_test_failing_through_its_subtests_is_clustered_by_their_failures(
+    store: Store,
+) -> None:
+    maker = RecordMaker()
+    store.write_sync(
+        [
+            maker.start(product="subs", name="pytest"),
+            maker.make(wire.RunStart, project="subs"),
+            maker.result(
+                "t.py::test_parts", "failed", subtest="[3]", exc_type="KeyError", exc_message="3"
+            ),
+            # pytest fails the parent too, with no exception of its own
+            maker.result("t.py::test_parts", "failed", stdout="checked 5 parts"),
+            maker.result("t.py::test_alone", "failed", stdout="no exception either"),
+        ]
+    )
+    cur = store.reader()
+    clusters = failure_clusters(cur, recent_runs(cur, "subs", None, 10))
+    assert sorted((c.exc_type, c.count) for c in clusters) == [
+        ("(no exception)", 1),  # a failure without exception and without subtests stays
+        ("KeyError", 1),
+    ]
