@@ -8,6 +8,7 @@ works with the base install (client and plugin only) and ``datacat serve`` witho
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import logging
 import os
@@ -82,6 +83,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"DataCat serving {settings.db_path} on http://{settings.host}:{settings.port}"
             f"  ({access}; API docs: /schema)\n"
         )
+        # Everything made so far (the app, the store, imported modules) lives as long as
+        # the process: keep the garbage collector from walking it again and again.
+        gc.freeze()
         uvicorn.run(
             app,
             host=settings.host,
