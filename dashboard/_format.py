@@ -107,6 +107,14 @@ def epoch_ms(value: str) -> float | None:
     return None if moment is None else moment.timestamp() * 1000
 
 
+def offset(value: str | None, origin: str | None) -> str:
+    """When ``value`` happened after ``origin``, as ``+1m 02s`` (a test within its run)."""
+    moment, start = _parse(value or ""), _parse(origin or "")
+    if moment is None or start is None:
+        return _DASH
+    return "+" + duration(max(0.0, (moment - start).total_seconds()))
+
+
 def short_commit(commit: str | None) -> str:
     """The first 10 characters of a commit hash."""
     return (commit or "")[:10] or _DASH
@@ -161,6 +169,7 @@ def traceback_text(value: Any) -> str:
 
 
 FILTERS = {
+    "offset": offset,
     "traceback_text": traceback_text,
     "count_items": count_items,
     "json_preview": json_preview,

@@ -12,6 +12,7 @@ from dashboard._format import (
     factor,
     json_preview,
     number,
+    offset,
     percent,
     safe_url,
     traceback_text,
@@ -112,3 +113,9 @@ def test_tracebacks_read_as_lines_whichever_shape_they_come_in() -> None:
     assert traceback_text("already text\n") == "already text\n"
     assert traceback_text(["one line"]) == "one line"
     assert traceback_text({"odd": 1}) == '{"odd": 1}'
+
+
+def test_offset_is_the_time_since_the_run_started() -> None:
+    assert offset("2026-01-01T00:01:02.500000", "2026-01-01T00:00:00") == "+" + duration(62.5)
+    assert offset("2026-01-01T00:00:00", "2026-01-01T00:00:01") == "+" + duration(0.0)
+    assert offset(None, "2026-01-01T00:00:00") == offset("soon", "2026-01-01T00:00:00")
