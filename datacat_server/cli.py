@@ -178,6 +178,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _require_server_extra("demo")
     from datacat_server.demo import run_demo
 
+    if not _is_loopback(args.host):
+        sys.stderr.write(
+            f"datacat demo: refusing to listen on {args.host}: the demo has no tokens, so"
+            " anyone who could reach it could read and write. Use 127.0.0.1, or `datacat"
+            " serve` with tokens.\n"
+        )
+        return 2
+
     return run_demo(args.db, runs=args.runs, host=args.host, port=args.port)
 
 

@@ -2,9 +2,17 @@
 
 uvicorn's httptools protocol, which `datacat serve` uses for speed, has no such bound:
 measured here, a single 200 MB header was read into memory, before any token was
-checked. This subclass counts the bytes of each request's head as they arrive and
-answers 431 once they pass the limit, before the parser buffers more. (uvicorn's h11
-protocol has a bound of its own, ``h11_max_incomplete_event_size``.)
+checked. This subclass bounds it twice over:
+
+- the request line and each header are counted as the parser hands them over (also
+  trailers after a chunked body, and a head pipelined behind another request); past
+  the limit the request is refused before the app sees it;
+- the bytes the parser takes in without making progress (finishing a head, passing on
+  a piece of body, finishing a message) are counted across socket reads, so a head
+  still arriving is refused before the parser has buffered more than the limit and
+  one read.
+
+(uvicorn's h11 protocol has a bound of its own, ``h11_max_incomplete_event_size``.)
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ __all__ = ["DEFAULT_MAX_HEAD_BYTES", "bounded_head_protocol"]
 #: nginx allows 4 x 8 KB of headers by default, Node.js 16 KB: 64 KB is generous.
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 
-_END_OF_HEAD = b"\r\n\r\n"
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: the parser stops, and uvicorn's error path runs."""
 
 
 class _BoundedHeadProtocol(HttpToolsProtocol):
@@ -26,31 +36,60 @@ class _BoundedHeadProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reading_head = True
-        self._head_bytes = 0
-        self._tail = b""  # the end of the last chunk: the blank line may straddle two
+        self._head_bytes = 0  # of the request being parsed
+        self._stalled = 0  # bytes taken in since the parser last made progress
+        self._progress = False
+        self._too_large = False
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            window = self._tail + data
-            end = window.find(_END_OF_HEAD)
-            if end < 0:
-                self._head_bytes += len(data)
-                self._tail = window[-(len(_END_OF_HEAD) - 1) :]
-            else:
-                self._head_bytes += end + len(_END_OF_HEAD) - len(self._tail)
-                self._reading_head = False
-            if self._head_bytes > self.max_head_bytes:
-                self._refuse()
-                return
+        self._progress = False
         super().data_received(data)
+        self._stalled = 0 if self._progress else self._stalled + len(data)
+        if self._stalled > self.max_head_bytes and not self.transport.is_closing():
+            self._refuse()
+
+    # What the parser hands over, counted.
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
+            self._too_large = True
+            raise _HeadTooLarge
+
+    # What counts as progress.
+
+    def on_headers_complete(self) -> None:
+        self._progress = True
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         super().on_message_complete()
-        # Keep-alive: whatever arrives next starts the next request's head.
-        self._reading_head = True
-        self._head_bytes = 0
-        self._tail = b""
+
+    # The answer.
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers any exception from a parser callback with 400: ours is a 431.
+        if self._too_large:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
 
     def _refuse(self) -> None:
         message = (

@@ -79,6 +79,23 @@ class Settings:
     debug: bool = False
 
     def __post_init__(self) -> None:
+        for name in (
+            "max_body_size",
+            "max_head_bytes",
+            "max_batch_records",
+            "max_name_length",
+            "max_nodeid_length",
+            "max_text_length",
+            "max_depth",
+            "max_data_bytes",
+            "max_tags",
+            "max_labels",
+            "sql_max_rows",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DATACAT_{name.upper()} must be at least 1")
+        if self.max_head_bytes < 4096:
+            raise ValueError("DATACAT_MAX_HEAD_BYTES must be at least 4096: browsers send more")
         if self.rate_limit < 0:
             raise ValueError("DATACAT_RATE_LIMIT must be 0 (off) or a positive number")
         if self.rate_limit > 0 and self.rate_burst < 1:

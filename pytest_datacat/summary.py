@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,10 +126,9 @@ class RunSummary:
             parts.append(self.run_url)
         elif self.spooled:
             why = f"server refused them ({self.refusal})" if self.refusal else "server unreachable"
-            token = " and DATACAT_TOKEN set" if self.with_token else ""
             parts.append(
                 f"{why}, {self.spooled} records spooled in {self.spool_dir}"
-                f" (send them with: datacat upload {self.spool_dir} --url {self.url}{token})"
+                f" (send them with: {self.upload_command})"
             )
         elif self.lost:
             parts.append("records not sent")
@@ -141,17 +141,27 @@ class RunSummary:
             parts.append(f"{len(self.errors)} plugin errors (first: {self.errors[0][:120]})")
         return " · ".join(parts)
 
+    @property
+    def upload_command(self) -> str:
+        """The command that sends what this run spooled, ready to paste."""
+        command = f"datacat upload {shlex.quote(str(self.spool_dir))} --url {shlex.quote(self.url)}"
+        return f"DATACAT_TOKEN=... {command}" if self.with_token else command
+
     def markdown(self) -> str:
         """A short Markdown summary for GitHub's job page."""
         lines = [
             f"### DataCat: {self._counts_text()} ({self.status}, {self.duration:.1f}s)",
             "",
         ]
-        lines.append(
-            f"[Open this run in DataCat]({self.run_url})"
-            if self.delivered
-            else f"Results were spooled in `{self.spool_dir}`: `datacat upload {self.spool_dir}`"
-        )
+        if self.delivered:
+            lines.append(f"[Open this run in DataCat]({self.run_url})")
+        elif self.spooled:
+            lines.append(
+                f"{self.spooled} records were spooled in `{self.spool_dir}`;"
+                f" send them with `{self.upload_command}`"
+            )
+        else:
+            lines.append("The DataCat server did not confirm this run's records in time.")
         if self.highlights.failures:
             lines += ["", f"**Failures ({self.highlights.failure_count})**", ""]
             lines += [

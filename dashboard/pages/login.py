@@ -57,6 +57,11 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _cross_site(request: Request[Any, Any, Any]) -> bool:
+    """A form posted from another site (login CSRF: signing a victim in as someone else)."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
 def _secure(request: Request[Any, Any, Any]) -> bool:
     # Behind a TLS-terminating proxy the app sees http; the proxy says https.
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
@@ -95,6 +100,8 @@ class LoginPages(Controller):
         """Check the token; when it may read, set the cookie and go on."""
         tokens: TokenSet = request.app.state.tokens
         target = safe_next(data.next)
+        if _cross_site(request):
+            return _page(request, target, "Sign in from this server's own page.", 403)
         if tokens.open:
             return Redirect(target, status_code=303)
         token = tokens.find(data.token.strip()) if data.token.strip() else None
@@ -119,7 +126,9 @@ class LoginPages(Controller):
         return Redirect(target, status_code=303, cookies=[cookie])
 
     @post("/logout", name="dashboard:logout", status_code=303, opt=PUBLIC)
-    async def logout(self) -> Redirect:
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         """Forget the token (the cookie is dropped)."""
+        if _cross_site(request):
+            return Redirect("/", status_code=303)
         gone = Cookie(key=COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")
         return Redirect("/login", status_code=303, cookies=[gone])

@@ -20,9 +20,8 @@ __all__ = ["BatchRequest", "SafeJsonRequest"]
 # escape sends the body through the check too (captured output full of "\u001b"
 # colour codes is a value, not a key, and stays on the fast path).
 _FREE_FORM = (b'"data"', b'"state"', b'"labels"')
-_ESCAPED_KEY = re.compile(
-    rb'"(?:[A-Za-z_]|\\u[0-9A-Fa-f]{4})*\\u[0-9A-Fa-f]{4}(?:[A-Za-z_]|\\u[0-9A-Fa-f]{4})*"\s*:'
-)
+# Possessive quantifiers (no backtracking): linear however long a run of escapes is.
+_ESCAPED_KEY = re.compile(rb'"[A-Za-z_]*+\\u[0-9A-Fa-f]{4}(?:[A-Za-z_]|\\u[0-9A-Fa-f]{4})*+"\s*:')
 
 
 def _may_hide_free_form(body: bytes) -> bool:

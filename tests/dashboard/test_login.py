@@ -130,3 +130,21 @@ def test_an_open_server_has_nothing_to_sign_in_to(db_path: Path) -> None:
             ]
             == "/"
         )
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(client: Client) -> None:
+    answer = client.post(
+        "/login",
+        data={"token": READ},
+        headers={"Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    same = client.post(
+        "/login",
+        data={"token": READ},
+        headers={"Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303

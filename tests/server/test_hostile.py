@@ -494,6 +494,20 @@ def test_duplicate_keys_under_an_escaped_free_form_key_are_400(app: Client) -> N
     assert "twice in one object" in answer.json()["detail"]
 
 
+@pytest.mark.timeout(60)
+def test_a_long_run_of_escapes_is_read_in_linear_time(app: Client) -> None:
+    # json.dumps writes non-ASCII text as \\u escapes: ordinary input, not an attack.
+    # A backtracking key pattern took 16 s for 120 KB of them, blocking the event loop.
+    maker = _new_session(app)
+    result = maker.result("t.py::test_accents", "failed", stdout="PLACEHOLDER")
+    body = _encode({"records": [msgspec.to_builtins(result)]})
+    assert b'"data"' not in body  # the body takes the fast path, past the key pattern
+    body = body.replace(b"PLACEHOLDER", b"\\u00e9" * 200_000)
+    answer = _post_ingest(app, body)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["accepted"] == 1
+
+
 # -- 5. the seed endpoints -------------------------------------------------------------------
 
 _seed_bodies: st.SearchStrategy[Any] = st.one_of(
@@ -816,6 +830,35 @@ def test_a_large_head_under_the_limit_is_answered(
     assert status is not None, answer[:300]
     assert status < 500, answer[:300]
     assert status != 431
+    _assert_healthy(live)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # the parser skips blank lines before a request line: they must not end the count
+        pytest.param(
+            b"\r\n\r\n" + _get("/health", b"X-Big: " + b"a" * 100_000), id="blank-lines-first"
+        ),
+        # trailers after a chunked body are buffered like headers
+        pytest.param(
+            b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\nX-Trailer: " + b"t" * 1_000_000 + b"\r\n\r\n",
+            id="chunked-trailer",
+        ),
+        # a big head pipelined behind a small request
+        pytest.param(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            + _get("/health", b"X-Big: " + b"a" * 150_000),
+            id="pipelined",
+        ),
+    ],
+)
+def test_no_way_around_the_head_limit(live: ServerProcess, request_bytes: bytes) -> None:
+    _, answer = _raw(live.port, request_bytes)
+    assert b"HTTP/1.1 431 " in answer, answer[:300]
+    assert answer.count(b"HTTP/1.1 200 ") <= 1  # at most the small pipelined request
     _assert_healthy(live)
 
 

@@ -91,7 +91,7 @@ def test_every_limit_reads_its_environment_variable() -> None:
         "DATACAT_RATE_BURST": "17",
         "DATACAT_SQL_MAX_ROWS": "18",
         "DATACAT_SQL_TIMEOUT": "19",
-        "DATACAT_MAX_HEAD_BYTES": "20",
+        "DATACAT_MAX_HEAD_BYTES": "20000",
     }
     settings = Settings.from_env(env)
     assert settings.limits.max_name_length == 7
@@ -104,9 +104,25 @@ def test_every_limit_reads_its_environment_variable() -> None:
     assert settings.limits.max_labels == 15
     assert (settings.rate_limit, settings.rate_burst) == (16, 17)
     assert (settings.sql_max_rows, settings.sql_timeout) == (18, 19)
-    assert settings.max_head_bytes == 20
+    assert settings.max_head_bytes == 20_000
     with pytest.raises(ValueError, match="DATACAT_MAX_DEPTH must be an integer"):
         Settings.from_env({"DATACAT_MAX_DEPTH": "deep"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("DATACAT_MAX_HEAD_BYTES", "0", "at least 1"),
+        ("DATACAT_MAX_HEAD_BYTES", "1000", "at least 4096"),
+        ("DATACAT_MAX_BODY_SIZE", "-5", "at least 1"),
+        ("DATACAT_SQL_MAX_ROWS", "0", "at least 1"),
+    ],
+)
+def test_a_limit_that_would_refuse_everything_is_refused_at_start(
+    name: str, value: str, needle: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be {needle}"):
+        Settings.from_env({name: value})
 
 
 def test_a_body_over_the_size_limit_is_413(small: Client) -> None:
