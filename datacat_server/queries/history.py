@@ -40,6 +40,12 @@ class TestHistory(msgspec.Struct):
     #: failures (when it is failing now): "since when does it fail".
     last_failure: str | None
     failing_since: str | None
+    #: The branch of the latest run: the streak above is counted on it alone.
+    branch: str = ""
+    #: Commits on which it both passed and failed, newest first: flaky, for certain.
+    flaky_commits: list[str] = []
+    #: Runs in which it failed, then passed when rerun.
+    flaky_in_run: int = 0
 
 
 _SQL = """
@@ -89,11 +95,25 @@ def test_history(
             for row in rows
         ]
     failed = [p for p in points if p.outcome in ("failed", "error")]
+    # "Failing since" on the latest run's branch: a feature branch's failures say
+    # nothing about main.
+    branch = points[-1].branch if points else ""
     since = None
     for point in reversed(points):
+        if point.branch != branch:
+            continue
         if point.outcome not in ("failed", "error"):
             break
         since = point.started_at
+    outcomes_by_commit: dict[str, set[str]] = {}
+    for point in reversed(points):
+        if point.commit:
+            outcomes_by_commit.setdefault(point.commit, set()).add(point.outcome)
+    flaky_commits = [
+        commit
+        for commit, seen in outcomes_by_commit.items()
+        if "passed" in seen and seen & {"failed", "error"}
+    ]
     return TestHistory(
         nodeid=nodeid,
         project=project,
@@ -105,6 +125,9 @@ def test_history(
         failures=len(failed),
         last_failure=failed[-1].started_at if failed else None,
         failing_since=since,
+        branch=branch,
+        flaky_commits=flaky_commits,
+        flaky_in_run=sum(1 for p in points if p.attempts > 1 and p.outcome == "passed"),
     )
 
 

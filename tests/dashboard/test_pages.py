@@ -143,6 +143,9 @@ def test_test_history_strip_chart_failures_and_failing_since(
     assert "Run started (UTC)" in body
     assert "AssertionError" in body.split("<h2>Failures</h2>")[1]
     assert "Failing since" not in body  # it passed on feature-x afterwards
+    flaky = body.split('<p class="notice">Flaky:')[1].split("</p>")[0]
+    assert "passed and failed on the same commit (<code>c0ffee1234</code>)" in flaky
+    assert 'href="/flaky?project=shop"' in flaky
     main_only = get(
         client, url("/tests", nodeid="t.py::test_flaky", project=PROJECT, branch="main")
     )

@@ -171,9 +171,12 @@ def test_history_of_one_test(store: Store, shop: list[str]) -> None:
     assert [p.run for p in history.points] == shop
     assert history.failures == 3
     assert history.failing_since is None  # it passes now
+    # runs 2n and 2n+1 share commit c{n}: it failed and passed on c0, c2 and c4
+    assert history.flaky_commits == ["c4", "c2", "c0"]
     broken = test_history(cur, "shop", "t.py::test_broken", recent_runs(cur, "shop", None, RUNS))
     assert broken is not None
     assert broken.failing_since == broken.points[0].started_at
+    assert broken.flaky_commits == []
     assert broken.points[-1].message == "always"
     assert test_history(cur, "shop", "t.py::nope", recent_runs(cur, "shop", None, RUNS)) is None
 
@@ -348,3 +351,28 @@ def test_a_test_failing_through_its_subtests_is_clustered_by_their_failures(
         ("(no exception)", 1),  # a failure without exception and without subtests stays
         ("KeyError", 1),
     ]
+
+
+def test_failing_since_counts_on_the_latest_runs_branch(store: Store) -> None:
+    outcomes = [("main", "passed"), ("feature", "failed"), ("main", "failed"), ("main", "failed")]
+    started = []
+    for i, (branch, outcome) in enumerate(outcomes):
+        maker = RecordMaker()
+        start = 1_900_000_000.0 + i * 60
+        started.append(start)
+        store.write_sync(
+            [
+                maker.start(product="br", name="pytest"),
+                maker.make(
+                    wire.RunStart, project="br", branch=branch, commit=f"k{i}", timestamp=start
+                ),
+                maker.result("t.py::test_x", outcome, started_at=start, stopped_at=start + 1),
+                maker.make(wire.RunFinish, exit_status=0, status="passed", timestamp=start + 2),
+            ]
+        )
+    cur = store.reader()
+    history = test_history(cur, "br", "t.py::test_x", recent_runs(cur, "br", None, 10))
+    assert history is not None
+    assert history.branch == "main"
+    # the feature branch's failure in between does not stretch main's streak
+    assert history.failing_since == history.points[2].started_at
