@@ -35,6 +35,7 @@ from litestar.testing import TestClient
 
 from dashboard._mount import STATIC
 from datacat_client import wire
+from datacat_server.api.requests import OFF_LOOP_BYTES
 from datacat_server.app import create_app
 from datacat_server.queries._common import parse_session_id
 from datacat_server.settings import Settings
@@ -506,6 +507,31 @@ def test_a_long_run_of_escapes_is_read_in_linear_time(app: Client) -> None:
     answer = _post_ingest(app, body)
     assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["accepted"] == 1
+
+
+def test_a_body_big_enough_to_be_read_off_the_event_loop_is_judged_the_same(
+    app: Client,
+) -> None:
+    maker = _new_session(app)
+    records = [
+        msgspec.to_builtins(maker.result(f"t.py::test_big_{i}", "passed", stdout="o" * 1000))
+        for i in range(5000)
+    ]
+    body = _encode({"records": records})
+    assert len(body) > OFF_LOOP_BYTES
+    answer = _post_ingest(app, body)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["accepted"] == 5000
+    before = _fingerprint(app)
+    assert body.endswith(b"}]}")
+    broken = body[:-3] + b',"state":{"a":1,"a":2}}]}'  # a duplicate key at the very end
+    refused = _post_ingest(app, broken)
+    assert refused.status_code == 400, refused.text[:300]
+    assert "twice in one object" in refused.json()["detail"]
+    assert _fingerprint(app) == before
+    truncated = _post_ingest(app, body[: len(body) // 2])
+    assert truncated.status_code == 400
+    assert "malformed" in truncated.json()["detail"]
 
 
 # -- 5. the seed endpoints -------------------------------------------------------------------
