@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dashboard._format import duration, epoch_ms
+from dashboard._format import bytes_delta, duration, epoch_ms, number
 from datacat_server.queries.history import TestHistory
 from datacat_server.queries.metrics import MetricSeries
 from datacat_server.queries.overview import PassRatePoint
@@ -25,6 +25,7 @@ __all__ = [
     "history_chart",
     "metric_axis_title",
     "metric_chart",
+    "metric_value",
     "pass_rate_chart",
     "session_metric_charts",
 ]
@@ -137,6 +138,14 @@ def metric_axis_title(name: str) -> str:
     """A metric's name, with its unit where DataCat knows it."""
     unit = KNOWN_UNITS.get(name)
     return f"{name} ({unit})" if unit else name
+
+
+def metric_value(name: str, value: float | None) -> str:
+    """A metric's value as text, in its unit where DataCat knows it (``12 ms``)."""
+    unit = KNOWN_UNITS.get(name)
+    if value is None or unit is None:
+        return number(value)
+    return duration(value) if unit == "s" else bytes_delta(round(value))
 
 
 def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]]:

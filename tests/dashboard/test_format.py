@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard._charts import metric_value
 from dashboard._format import (
     bytes_delta,
     count_items,
@@ -119,3 +120,10 @@ def test_offset_is_the_time_since_the_run_started() -> None:
     assert offset("2026-01-01T00:01:02.500000", "2026-01-01T00:00:00") == "+" + duration(62.5)
     assert offset("2026-01-01T00:00:00", "2026-01-01T00:00:01") == "+" + duration(0.0)
     assert offset(None, "2026-01-01T00:00:00") == offset("soon", "2026-01-01T00:00:00")
+
+
+def test_datacat_s_own_metrics_read_in_their_units() -> None:
+    assert metric_value("test_duration", 0.0332) == duration(0.0332) == "33 ms"
+    assert metric_value("test_rss_delta", 1_572_864.0) == bytes_delta(1_572_864)
+    assert metric_value("fps", 59.52) == number(59.52)
+    assert metric_value("test_cpu_time", None) == number(None)
