@@ -21,6 +21,7 @@ from datacat_server.queries.sessions import MetricOut
 
 __all__ = [
     "KNOWN_UNITS",
+    "SESSION_POINTS",
     "duration_unit",
     "history_chart",
     "metric_axis_title",
@@ -148,8 +149,11 @@ def metric_value(name: str, value: float | None) -> str:
     return duration(value) if unit == "s" else bytes_delta(round(value))
 
 
-def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]]:
-    """One chart per metric name of a session (its latest points), names sorted."""
+def session_metric_charts(
+    metrics: Sequence[MetricOut],
+) -> list[tuple[str, Spec, list[MetricOut]]]:
+    """One chart per metric name of a session (its latest points), names sorted, with
+    the values of that name."""
     by_name: dict[str, list[MetricOut]] = defaultdict(list)
     for metric in metrics:
         by_name[metric.name].append(metric)
@@ -158,14 +162,10 @@ def session_metric_charts(metrics: Sequence[MetricOut]) -> list[tuple[str, Spec]
         latest = by_name[name][-SESSION_POINTS:]
         dataset = _dataset(name, [(m.timestamp, m.value) for m in latest])
         dataset["tips"] = [", ".join(m.tags) for m in latest]
-        charts.append(
-            (
-                name,
-                {
-                    "x": _axis("Time (UTC)", time=True),
-                    "y": _axis(metric_axis_title(name)),
-                    "datasets": [dataset],
-                },
-            )
-        )
+        spec = {
+            "x": _axis("Time (UTC)", time=True),
+            "y": _axis(metric_axis_title(name)),
+            "datasets": [dataset],
+        }
+        charts.append((name, spec, by_name[name]))
     return charts

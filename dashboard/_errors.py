@@ -17,7 +17,7 @@ from litestar.response import Template
 from dashboard._headers import SECURITY_HEADERS
 from dashboard._params import href
 from dashboard._render import VARY, partial_target
-from dashboard.pages.login import LoginPage, safe_next
+from dashboard.pages.login import safe_next, sign_in_page
 from datacat_server.auth import COOKIE
 from datacat_server.errors import InvalidInputError
 
@@ -79,10 +79,7 @@ def _sign_in(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     target = safe_next(here if request.method == "GET" else None)
     stale = "Your sign-in is no longer valid; sign in again." if COOKIE in request.cookies else None
-    page = LoginPage(next=target, error=stale, open=False, signed_in=False)
-    return Template(
-        template_name="login.html", context={"page": page}, status_code=401, headers=headers
-    )
+    return sign_in_page(request, target, stale, 401, headers)
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

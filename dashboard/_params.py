@@ -7,13 +7,18 @@ form sends for a blank field) means "not set"; a value that does not fit is a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from datacat_server.errors import InvalidInputError
 
-__all__ = ["BadFilter", "QueryReader", "href"]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = ["BadFilter", "QueryReader", "filters_href", "href"]
 
 #: Longest text a filter takes (a node id can be long; nothing sane is longer).
 MAX_TEXT = 4000
@@ -68,6 +73,10 @@ class QueryReader:
             raise BadFilter(f"{name} must be between {lo:g} and {hi:g}, got {raw[:40]!r}")
         return value
 
+    def page(self) -> int:
+        """The page number of a paged list (``?page=``, from 1)."""
+        return self.integer("page", 1, lo=1, hi=1_000_000)
+
     def choice(self, name: str, choices: Iterable[str], default: str | None = None) -> str | None:
         """One of ``choices``, or ``default`` when not given."""
         raw = self.text(name)
@@ -77,6 +86,15 @@ class QueryReader:
         if raw not in allowed:
             raise BadFilter(f"{name} must be one of {', '.join(allowed)}, got {raw[:40]!r}")
         return raw
+
+
+def filters_href(path: str, filters: DataclassInstance, **changes: object) -> str:
+    """``path`` with a page's filters (a dataclass with a ``page``), some changed; the
+    first page is the plain link."""
+    params = {**dataclasses.asdict(filters), **changes}
+    if params.get("page") == 1:
+        params["page"] = None
+    return href(path, params)
 
 
 def href(path: str, params: Mapping[str, object]) -> str:

@@ -20,7 +20,7 @@ from litestar.response import Redirect, Template
 from dashboard._params import QueryReader
 from datacat_server.auth import COOKIE, Scope, TokenSet
 
-__all__ = ["LoginForm", "LoginPage", "LoginPages", "safe_next"]
+__all__ = ["LoginForm", "LoginPage", "LoginPages", "safe_next", "sign_in_page"]
 
 #: How long a browser keeps the sign-in (a week of looking at CI runs).
 COOKIE_MAX_AGE = 7 * 24 * 3600
@@ -68,7 +68,14 @@ def _secure(request: Request[Any, Any, Any]) -> bool:
     return request.url.scheme == "https" or forwarded == "https"
 
 
-def _page(request: Request[Any, Any, Any], target: str, error: str | None, status: int) -> Template:
+def sign_in_page(
+    request: Request[Any, Any, Any],
+    target: str,
+    error: str | None,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> Template:
+    """The sign-in form, leading to ``target`` (also what a page without a token gets)."""
     tokens: TokenSet = request.app.state.tokens
     page = LoginPage(
         next=target,
@@ -80,7 +87,7 @@ def _page(request: Request[Any, Any, Any], target: str, error: str | None, statu
         template_name="login.html",
         context={"page": page},
         status_code=status,
-        headers={"Cache-Control": "no-store"},
+        headers={**(headers or {}), "Cache-Control": "no-store"},
     )
 
 
@@ -91,7 +98,9 @@ class LoginPages(Controller):
     @get("/login", name="dashboard:login", opt=PUBLIC)
     async def form(self, request: Request[Any, Any, Any]) -> Template:
         """The sign-in form; ``?next=`` is where it leads afterwards."""
-        return _page(request, safe_next(QueryReader(request.query_params).text("next")), None, 200)
+        return sign_in_page(
+            request, safe_next(QueryReader(request.query_params).text("next")), None, 200
+        )
 
     @post("/login", name="dashboard:login-submit", status_code=303, opt=PUBLIC)
     async def submit(
@@ -101,14 +110,14 @@ class LoginPages(Controller):
         tokens: TokenSet = request.app.state.tokens
         target = safe_next(data.next)
         if _cross_site(request):
-            return _page(request, target, "Sign in from this server's own page.", 403)
+            return sign_in_page(request, target, "Sign in from this server's own page.", 403)
         if tokens.open:
             return Redirect(target, status_code=303)
         token = tokens.find(data.token.strip()) if data.token.strip() else None
         if token is None:
-            return _page(request, target, "This token is not known here.", 401)
+            return sign_in_page(request, target, "This token is not known here.", 401)
         if not token.allows(Scope.READ):
-            return _page(
+            return sign_in_page(
                 request,
                 target,
                 "This token cannot read. The dashboard needs a token with the read scope.",

@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
-from dashboard._params import QueryReader, href
+from dashboard._params import QueryReader, filters_href
 from dashboard._render import render
 from dashboard._window import ProjectChoice
 from datacat_client.wire import OUTCOMES
@@ -59,15 +59,12 @@ class RunsFilters:
             project=query.text("project"),
             branch=query.text("branch"),
             outcome=query.choice("outcome", RUN_OUTCOMES),
-            page=query.integer("page", 1, lo=1, hi=1_000_000),
+            page=query.page(),
         )
 
     def link(self, **changes: object) -> str:
         """This list's URL, with some filters changed."""
-        params = {**dataclasses.asdict(self), **changes}
-        if params["page"] == 1:
-            params["page"] = None
-        return href("/runs", params)
+        return filters_href("/runs", self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,15 +89,12 @@ class RunTestFilters:
         return cls(
             outcome=query.choice("outcome", OUTCOMES),
             q=query.text("q"),
-            page=query.integer("page", 1, lo=1, hi=1_000_000),
+            page=query.page(),
         )
 
     def link(self, run_id: str, **changes: object) -> str:
         """The run's URL with these filters, some changed."""
-        params = {**dataclasses.asdict(self), **changes}
-        if params["page"] == 1:
-            params["page"] = None
-        return href(f"/runs/{run_id}", params)
+        return filters_href(f"/runs/{run_id}", self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,8 +11,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
-from dashboard._charts import Spec, session_metric_charts
-from dashboard._params import BadFilter, QueryReader, href
+from dashboard._charts import SESSION_POINTS, Spec, session_metric_charts
+from dashboard._params import BadFilter, QueryReader, filters_href
 from dashboard._render import render
 from datacat_server.queries.runs import RunInfo, get_run
 from datacat_server.queries.sessions import (
@@ -35,8 +35,6 @@ PER_PAGE = 50
 EVENTS_SHOWN = 300
 STATE_PATCHES_SHOWN = 200
 METRIC_ROWS_SHOWN = 100
-#: Latest values of each metric a session's chart draws (a run has one per test).
-METRIC_POINTS_CHARTED = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,14 +60,11 @@ class SessionsFilters:
             label=query.text("label"),
             path=path,
             value=value,
-            page=query.integer("page", 1, lo=1, hi=1_000_000),
+            page=query.page(),
         )
 
     def link(self, **changes: object) -> str:
-        params = {**dataclasses.asdict(self), **changes}
-        if params["page"] == 1:
-            params["page"] = None
-        return href("/sessions", params)
+        return filters_href("/sessions", self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +110,7 @@ class SessionPage:
 
 def _charts(metrics: list[MetricOut], totals: dict[str, int]) -> list[MetricChart]:
     out = []
-    for name, spec in session_metric_charts(metrics):
-        values = [m for m in metrics if m.name == name]
+    for name, spec, values in session_metric_charts(metrics):
         count = totals.get(name, len(values))
         out.append(MetricChart(name, spec, values[-METRIC_ROWS_SHOWN:][::-1], count))
     return out
@@ -150,9 +144,7 @@ class SessionPages(Controller):
         session_id: FromPath[str],
     ) -> Template:
         cur = store.reader()
-        view = session_view(
-            cur, session_id, events=EVENTS_SHOWN, values_per_metric=METRIC_POINTS_CHARTED
-        )
+        view = session_view(cur, session_id, events=EVENTS_SHOWN, values_per_metric=SESSION_POINTS)
         if view is None:
             raise NotFoundException(f"There is no session {session_id!r}.")
         found = view.session

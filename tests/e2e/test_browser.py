@@ -22,21 +22,11 @@ import httpx
 import pytest
 
 from datacat_client import create_session
+from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCRIPT = "<script>alert(1)</script>"
 PROJECT = "browser-e2e"
 
@@ -65,12 +55,8 @@ def test_sometimes():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real server for the module (the pages only read what the fixtures wrote)."""
-    process = ServerProcess(tmp_path_factory.mktemp("browser") / "browser.duckdb")
-    process.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("browser") / "browser.duckdb") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _pytest_run(suite: Path, url: str, *, fail: bool) -> None:
@@ -139,66 +125,12 @@ def data(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
-            " (apt-get install chromium)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        pytest.fail("playwright is missing: pip install 'datacat[dev]'")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with open_chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
-class Watched:
-    """A page, and everything that went wrong on it."""
-
-    def __init__(self, page: Any, base: str) -> None:
-        self.page = page
-        self.base = base
-        self.problems: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
-        page.on("response", self._response)
-        page.on("dialog", self._dialog)
-
-    def _console(self, message: Any) -> None:
-        if message.type == "error":
-            self.problems.append(f"console error: {message.text}")
-
-    def _response(self, response: Any) -> None:
-        if response.status >= 400:
-            self.problems.append(f"HTTP {response.status}: {response.url}")
-
-    def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def open(self, path: str) -> None:
-        self.page.goto(self.base + path, wait_until="load")
-
-    def wait_until(self, expression: str, arg: Any = None, timeout: float = 10.0) -> None:
-        """Poll a JavaScript predicate from here. Playwright's own ``wait_for_function``
-        polls with ``new Function``, which the pages' CSP (no ``unsafe-eval``) refuses;
-        ``evaluate`` goes through the DevTools protocol and is not subject to it."""
-        deadline = time.monotonic() + timeout
-        while not self.page.evaluate(expression, arg):
-            assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
-            self.page.wait_for_timeout(50)
+class Browser(Watched):
+    """A watched page that can tell whether a chart drew."""
 
     def chart_pixels(self, selector: str) -> int:
         """How many pixels of the chart's canvas are painted."""
@@ -221,9 +153,9 @@ class Watched:
 
 
 @pytest.fixture
-def browser(browser_context: Any, server: ServerProcess, data: dict[str, str]) -> Iterator[Watched]:
+def browser(browser_context: Any, server: ServerProcess, data: dict[str, str]) -> Iterator[Browser]:
     page = browser_context.new_page()
-    watched = Watched(page, server.url)
+    watched = Browser(page, server.url)
     try:
         yield watched
         assert watched.problems == [], watched.problems
@@ -232,7 +164,7 @@ def browser(browser_context: Any, server: ServerProcess, data: dict[str, str]) -
         page.close()
 
 
-def test_every_page_loads_without_errors(browser: Watched, data: dict[str, str]) -> None:
+def test_every_page_loads_without_errors(browser: Browser, data: dict[str, str]) -> None:
     nodeid = quote("test_suite.py::test_sometimes")
     for path, heading in [
         ("/", "Overview"),
@@ -253,7 +185,7 @@ def test_every_page_loads_without_errors(browser: Watched, data: dict[str, str])
     assert browser.problems == []
 
 
-def test_a_filter_updates_the_table_in_place(browser: Watched, data: dict[str, str]) -> None:
+def test_a_filter_updates_the_table_in_place(browser: Browser, data: dict[str, str]) -> None:
     page = browser.page
     browser.open("/runs")
     page.evaluate("window.__sameDocument = true")
@@ -275,7 +207,7 @@ def test_a_filter_updates_the_table_in_place(browser: Watched, data: dict[str, s
     assert page.evaluate("window.__sameDocument") is True
 
 
-def test_charts_draw(browser: Watched, data: dict[str, str]) -> None:
+def test_charts_draw(browser: Browser, data: dict[str, str]) -> None:
     browser.open("/")
     assert browser.chart_pixels("canvas[data-chart=pass-rate-chart]") > 500
     nodeid = quote("test_suite.py::test_sometimes")
@@ -292,7 +224,7 @@ def test_charts_draw(browser: Watched, data: dict[str, str]) -> None:
     assert browser.chart_pixels("canvas[data-chart=metric-chart-1]") > 500
 
 
-def test_a_script_in_a_test_name_is_text(browser: Watched, data: dict[str, str]) -> None:
+def test_a_script_in_a_test_name_is_text(browser: Browser, data: dict[str, str]) -> None:
     page = browser.page
     for path in (f"/runs/{data['failed_run']}", "/slow", f"/sessions/{data['session']}"):
         browser.open(path)
@@ -309,7 +241,7 @@ def test_a_script_in_a_test_name_is_text(browser: Watched, data: dict[str, str])
     assert browser.dialogs == []
 
 
-def test_sql_examples_fill_the_editor(browser: Watched) -> None:
+def test_sql_examples_fill_the_editor(browser: Browser) -> None:
     page = browser.page
     browser.open("/sql")
     page.click("a[data-sql-example]:text('Describe the test results view')")
@@ -322,7 +254,7 @@ def test_sql_examples_fill_the_editor(browser: Watched) -> None:
 
 
 def test_a_live_session_refreshes_itself_until_it_ends(
-    browser: Watched, server: ServerProcess, tmp_path: Path
+    browser: Browser, server: ServerProcess, tmp_path: Path
 ) -> None:
     page = browser.page
     session = create_session(

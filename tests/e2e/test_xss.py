@@ -33,25 +33,13 @@ import httpx
 import pytest
 
 from datacat_client import create_session, wire
+from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, Response
+    from playwright.sync_api import BrowserContext
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 # -- payloads ---------------------------------------------------------------------------
 # Each names the field it is put in, so that a failure says which field ran or vanished.
@@ -475,12 +463,8 @@ class Data:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("xss") / "xss.duckdb")
-    process.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("xss") / "xss.duckdb") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -519,31 +503,11 @@ def data(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Dat
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
-            " (apt-get install chromium)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        pytest.fail("playwright is missing: pip install 'datacat[dev]'")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("xss-chromium")),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-            # Escaping is what is tested here: the pages' Content-Security-Policy would
-            # stop most payloads that escaping missed, and hide the miss.
-            # (test_browser.py checks the pages under the policy.)
-            bypass_csp=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    # Escaping is what is tested here: the pages' Content-Security-Policy would stop
+    # most payloads that escaping missed, and hide the miss. (test_browser.py checks
+    # the pages under the policy.)
+    with open_chromium(tmp_path_factory.mktemp("xss-chromium"), bypass_csp=True) as context:
+        yield context
 
 
 #: What a page holds that a payload could have made: run in the page, it returns what
@@ -596,36 +560,8 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-class Tab:
-    """A page, and what went wrong on it: console errors, failed requests, dialogs."""
-
-    def __init__(self, page: Page, base: str) -> None:
-        self.page = page
-        self.base = base
-        self.problems: list[str] = []
-        self.dialogs: list[str] = []
-        #: Answers with this status for the page itself are what the view expects.
-        self.expected_status = 200
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
-        page.on("response", self._response)
-        page.on("dialog", self._dialog)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type != "error":
-            return
-        if self.expected_status >= 400 and message.text.startswith("Failed to load resource"):
-            return  # chromium's line for the error page's own status
-        self.problems.append(f"console error: {message.text}")
-
-    def _response(self, response: Response) -> None:
-        if response.status >= 400 and response.status != self.expected_status:
-            self.problems.append(f"HTTP {response.status}: {response.url}")
-
-    def _dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
+class Tab(Watched):
+    """A watched page on a fake clock that counts htmx swaps, and checks what it shows."""
 
     def open(self, path: str) -> None:
         # A fake clock that still runs: a live page's 3 s poll can be brought forward.

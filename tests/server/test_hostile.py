@@ -59,12 +59,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real ``datacat serve`` (uvicorn) for raw-socket tests."""
-    server = ServerProcess(tmp_path_factory.mktemp("hostile-live") / "live.duckdb")
-    server.start()
-    try:
+    with ServerProcess(tmp_path_factory.mktemp("hostile-live") / "live.duckdb") as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- what is stored ----------------------------------------------------------------------
@@ -107,11 +103,25 @@ def _assert_refusal(answer: httpx.Response) -> None:
     assert detail
 
 
-def _post_ingest(client: Client, body: bytes) -> httpx.Response:
+def _post_json(client: Client, path: str, body: bytes) -> httpx.Response:
     answer: httpx.Response = client.post(
-        "/api/ingest", content=body, headers={"content-type": "application/json"}
+        path, content=body, headers={"content-type": "application/json"}
     )
     return answer
+
+
+def _post_ingest(client: Client, body: bytes) -> httpx.Response:
+    return _post_json(client, "/api/ingest", body)
+
+
+def _post_to_a_new_session(
+    client: Client, endpoint: str, body: bytes
+) -> tuple[httpx.Response, str, dict[str, str | None]]:
+    """Post ``body`` to a seed ``endpoint`` (``/{sid}/state``, ...; ``""`` creates a
+    session) of a new session: the answer, the session, and the store before."""
+    sid: str = client.post("/api/sessions").json()["session_id"]
+    before = _fingerprint(client)
+    return _post_json(client, "/api/sessions" + endpoint.format(sid=sid), body), sid, before
 
 
 def _new_session(client: Client) -> RecordMaker:
@@ -565,13 +575,7 @@ _seed_bodies: st.SearchStrategy[Any] = st.one_of(
 def test_seed_endpoints_never_answer_5xx_and_a_4xx_stores_nothing(
     app: Client, endpoint: str, value: Any
 ) -> None:
-    sid = app.post("/api/sessions").json()["session_id"]
-    before = _fingerprint(app)
-    answer = app.post(
-        "/api/sessions" + endpoint.format(sid=sid),
-        content=_encode(value),
-        headers={"content-type": "application/json"},
-    )
+    answer, sid, before = _post_to_a_new_session(app, endpoint, _encode(value))
     event(f"{endpoint or '/'}: status {answer.status_code}")
     assert answer.status_code < 500, answer.text
     if answer.status_code >= 400:
@@ -599,13 +603,7 @@ def test_seed_endpoints_never_answer_5xx_and_a_4xx_stores_nothing(
 def test_invalid_utf8_on_the_seed_endpoints_is_400_and_stores_nothing(
     app: Client, path: str, body: bytes
 ) -> None:
-    sid = app.post("/api/sessions").json()["session_id"]
-    before = _fingerprint(app)
-    answer = app.post(
-        "/api/sessions" + path.format(sid=sid),
-        content=body,
-        headers={"content-type": "application/json"},
-    )
+    answer, _, before = _post_to_a_new_session(app, path, body)
     assert answer.status_code == 400, answer.text
     assert "not valid UTF-8" in answer.json()["detail"]
     assert _fingerprint(app) == before
@@ -628,13 +626,7 @@ def test_invalid_utf8_on_the_seed_endpoints_is_400_and_stores_nothing(
 def test_duplicate_keys_on_the_seed_endpoints_are_400_and_store_nothing(
     app: Client, path: str, text: str
 ) -> None:
-    sid = app.post("/api/sessions").json()["session_id"]
-    before = _fingerprint(app)
-    answer = app.post(
-        "/api/sessions" + path.format(sid=sid),
-        content=text.encode(),
-        headers={"content-type": "application/json"},
-    )
+    answer, _, before = _post_to_a_new_session(app, path, text.encode())
     assert answer.status_code == 400, answer.text
     assert "twice in one object" in answer.json()["detail"]
     assert _fingerprint(app) == before
@@ -642,11 +634,7 @@ def test_duplicate_keys_on_the_seed_endpoints_are_400_and_store_nothing(
 
 def test_a_chosen_id_given_twice_is_400_and_creates_neither(app: Client) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    answer = app.post(
-        "/api/sessions",
-        content=f'{{"id": "{first}", "id": "{second}"}}'.encode(),
-        headers={"content-type": "application/json"},
-    )
+    answer = _post_json(app, "/api/sessions", f'{{"id": "{first}", "id": "{second}"}}'.encode())
     assert answer.status_code == 400
     assert app.get(f"/api/sessions/{first}").status_code == 404
     assert app.get(f"/api/sessions/{second}").status_code == 404

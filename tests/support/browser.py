@@ -1,0 +1,102 @@
+"""Debian's chromium driven by Playwright, for the dashboard's browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, Response
+
+__all__ = ["CHROMIUM", "Watched", "open_chromium"]
+
+CHROMIUM = Path("/usr/bin/chromium")
+_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def open_chromium(profile: Path, **options: Any) -> Iterator[BrowserContext]:
+    """A headless chromium with its own profile; ``options`` go to Playwright's
+    ``launch_persistent_context``. A missing chromium or Playwright fails the test
+    (`.ci/run` installs both): a browser test that skips proves nothing."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
+            " (apt-get install chromium)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        pytest.fail("playwright is missing: pip install 'datacat[dev]'")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=_ARGS,
+            viewport={"width": 1280, "height": 900},
+            **options,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Watched:
+    """A page, and everything that went wrong on it: console errors, failed requests,
+    error answers other than ``expected_status``, dialogs."""
+
+    def __init__(self, page: Page, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.problems: list[str] = []
+        self.dialogs: list[str] = []
+        #: An error page under test answers with this status on purpose.
+        self.expected_status = 200
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", self._response)
+        page.on("dialog", self._dialog)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        if self.expected_status >= 400 and message.text.startswith("Failed to load resource"):
+            return  # chromium's line for the error page's own status
+        self.problems.append(f"console error: {message.text}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400 and response.status != self.expected_status:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, path: str) -> None:
+        self.page.goto(self.base + path, wait_until="load")
+
+    def wait_until(self, expression: str, arg: Any = None, timeout: float = 10.0) -> None:
+        """Poll a JavaScript predicate from here. Playwright's own ``wait_for_function``
+        polls with ``new Function``, which the pages' CSP (no ``unsafe-eval``) refuses;
+        ``evaluate`` goes through the DevTools protocol and is not subject to it."""
+        deadline = time.monotonic() + timeout
+        while not self.page.evaluate(expression, arg):
+            assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
+            self.page.wait_for_timeout(50)
