@@ -13,6 +13,7 @@ Timestamps are Unix seconds (float, UTC) taken on the client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
@@ -61,6 +62,7 @@ Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1)]
 #: Outcomes of a test, as the pytest plugin reports them.
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 Outcome: TypeAlias = Literal["passed", "failed", "skipped", "xfailed", "xpassed", "error"]
+MetricKind: TypeAlias = Literal["gauge", "counter"]
 
 
 # gc=False: records hold no references back to themselves, so the garbage collector
@@ -100,6 +102,12 @@ class Metric(_Record, tag="metric"):
     name: Name
     value: FiniteFloat
     tags: list[str] = []
+    #: What the value counts (``ms``, ``bytes``, ``requests``); empty when not said.
+    unit: str = ""
+    #: ``gauge``: a level at a moment (memory in use). ``counter``: a running total
+    #: (requests served), which charts show as a rate. On the wire ``metric_kind``
+    #: (``kind`` names the record's own type).
+    kind: MetricKind = msgspec.field(default="gauge", name="metric_kind")
 
 
 class Heartbeat(_Record, tag="heartbeat"):
@@ -175,6 +183,9 @@ class RunStart(_Record, tag="run_start"):
     plugins: list[str] = []
     args: list[str] = []
     workers: Int32 = 0
+    #: Only part of the suite was selected (``-k``, ``-m``, ``--lf``, named files): its
+    #: pass rate and duration are not comparable with whole runs.
+    partial: bool = False
 
 
 class RunFinish(_Record, tag="run_finish"):
@@ -214,11 +225,13 @@ class Batch(msgspec.Struct, gc=False):
     records: list[Record]
 
 
-class BatchAck(msgspec.Struct, gc=False):
+class BatchAck(msgspec.Struct, gc=False, omit_defaults=True):
     """The answer to a batch, sent after it is committed."""
 
     accepted: int
     duplicates: int
+    #: Why records were ignored, one sentence each (counted under ``duplicates``).
+    notes: list[str] = []
 
 
 def _enc_hook(obj: object) -> object:
@@ -234,3 +247,86 @@ encode = _encoder.encode
 
 batch_decoder: msgspec.json.Decoder[Batch] = msgspec.json.Decoder(Batch)
 record_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type, unused-ignore]
+
+
+# -- the columnar batch (format 2) -------------------------------------------------------
+
+
+def _columns_of(record: type[msgspec.Struct], name: str, doc: str) -> type[msgspec.Struct]:
+    """A struct holding records of one session as one list per field.
+
+    Generated from the record struct, so a field added there is carried in columns too.
+    A column left out (None) holds the field's default for every record.
+    """
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [("session_id", SessionId)]
+    for info in msgspec.structs.fields(record):
+        if info.name == "session_id":
+            continue
+        if info.required:
+            fields.append((info.name, list[info.type]))  # type: ignore[name-defined]
+        else:
+            fields.append((info.name, list[info.type] | None, None))  # type: ignore[name-defined]
+    struct = msgspec.defstruct(
+        name, fields, kw_only=True, omit_defaults=True, gc=False, module=__name__
+    )
+    struct.__doc__ = doc
+    return struct
+
+
+#: Test results of one session, one list per `TestResult` field, all of one length.
+ResultColumns = _columns_of(
+    TestResult,
+    "ResultColumns",
+    "Test results of one session as columns: one list per field of `TestResult`,"
+    " all the same length; a field left out holds its default for every result.",
+)
+
+#: The names of `TestResult`'s fields, in order, and their defaults.
+RESULT_DEFAULTS: dict[str, Any] = {
+    info.name: (info.default_factory() if info.default is msgspec.NODEFAULT else info.default)
+    for info in msgspec.structs.fields(TestResult)
+    if not info.required
+}
+
+ColumnarBatch = msgspec.defstruct(
+    "ColumnarBatch",
+    [
+        ("results", list[ResultColumns], []),  # type: ignore[valid-type]
+        ("records", list[Record], []),
+    ],
+    kw_only=True,
+    omit_defaults=True,
+    gc=False,
+    module=__name__,
+)
+ColumnarBatch.__doc__ = (
+    "What ``POST /api/ingest/v2`` takes: test results as columns (the bulk of a pytest"
+    " run, decoded and stored without a Python step per result), any other record as a"
+    " row. Results are applied after the records of the same batch."
+)
+
+columnar_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ColumnarBatch)
+
+
+def _result_block(session_id: str, results: list[TestResult]) -> Any:
+    columns: dict[str, Any] = {}
+    for name in ("seq", "timestamp", "nodeid", "outcome"):
+        columns[name] = [getattr(r, name) for r in results]
+    for name, default in RESULT_DEFAULTS.items():
+        values = [getattr(r, name) for r in results]
+        if values.count(default) != len(values):
+            columns[name] = values
+    return ResultColumns(session_id=session_id, **columns)
+
+
+def encode_columnar(records: Sequence[Record]) -> bytes:
+    """Encode records as a `ColumnarBatch`: test results grouped by session as columns."""
+    by_session: dict[str, list[TestResult]] = {}
+    rows: list[Record] = []
+    for record in records:
+        if type(record) is TestResult:
+            by_session.setdefault(record.session_id, []).append(record)
+        else:
+            rows.append(record)
+    blocks = [_result_block(sid, results) for sid, results in by_session.items()]
+    return _encoder.encode(ColumnarBatch(results=blocks, records=rows))

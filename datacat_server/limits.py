@@ -1,11 +1,14 @@
 """Limits on what one request may carry, and how a JSON body is read safely.
 
 Every limit has a default and a setting (`datacat_server.settings.Settings`; the
-environment variable is the setting's name in capitals after ``DATACAT_``). A value
-past a limit on something that names a thing (a session, an event, a metric, a test,
-a label, a tag) is refused with 400: silently cutting a name would merge different
-things. Long free text (messages, tracebacks, captured output) is cut, the cut marked,
-because losing the end of a traceback is better than losing the failure.
+environment variable is the setting's name in capitals after ``DATACAT_``). Which limit
+applies to which field is not listed here: it comes from the description of the column
+the field is stored in (`datacat_server.store.tables`, `Column.limit`), so a new field
+is bounded the moment it is described. A value past a limit on something that names a
+thing (a session, an event, a metric, a test, a label, a tag) is refused with 400:
+silently cutting a name would merge different things. Long free text (messages,
+tracebacks, captured output) is cut, the cut marked, because losing the end of a
+traceback is better than losing the failure.
 
 JSON bodies: invalid UTF-8, nesting deeper than the limit, and an object with the
 same key twice are refused with 400 before anything is stored (a duplicate key is
@@ -15,18 +18,24 @@ ambiguous: parsers disagree on which value wins).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from datacat_client import wire
 from datacat_server.errors import InvalidInputError
+from datacat_server.store.kinds import KINDS
+from datacat_server.store.tables import Column, Limit
 
-__all__ = ["Limits", "check_json_body", "check_records", "check_tree"]
+__all__ = ["Limits", "check_json_body", "check_records", "check_result_columns", "check_tree"]
 
 _TRUNCATED = "\n... [cut by the DataCat server: {n} characters over its limit] ...\n"
+
+#: Lists that are not tags (a run's arguments, its plugins) may hold this many items.
+MANY_ITEMS = 10_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,23 +48,31 @@ class Limits:
     #: State patches and event data: nesting depth, and encoded size in bytes.
     max_depth: int = 32
     max_data_bytes: int = 1_000_000
+    #: Tags of a metric, markers of a test; labels of a session.
     max_tags: int = 50
     max_labels: int = 100
 
+    def length(self, limit: Limit) -> int:
+        if limit is Limit.NAME:
+            return self.max_name_length
+        if limit is Limit.NODEID:
+            return self.max_nodeid_length
+        return self.max_text_length
 
-def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut in the middle to ``limit`` characters, the cut marked."""
+    if len(text) <= limit:
         return text
     keep = max(0, limit - 100)
     head, tail = keep // 2, keep - keep // 2
     return text[:head] + _TRUNCATED.format(n=len(text) - keep) + text[len(text) - tail :]
 
 
-def _name(value: str, what: str, limit: int, where: str) -> None:
-    if len(value) > limit:
-        raise InvalidInputError(
-            f"{where}: {what} is {len(value)} characters long; at most {limit} are allowed"
-        )
+def _too_long(where: str, what: str, length: int, limit: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"{where}: {what} is {length} characters long; at most {limit} are allowed"
+    )
 
 
 def check_tree(value: Any, limits: Limits, where: str) -> None:
@@ -76,91 +93,135 @@ def check_tree(value: Any, limits: Limits, where: str) -> None:
         )
 
 
-def _check_labels(labels: Mapping[str, str], limits: Limits, where: str) -> None:
-    if len(labels) > limits.max_labels:
-        raise InvalidInputError(f"{where}: {len(labels)} labels; at most {limits.max_labels}")
-    for key, value in labels.items():
-        _name(key, "a label key", limits.max_name_length, where)
-        _name(value, "a label value", limits.max_name_length, where)
+@dataclasses.dataclass(frozen=True)
+class _FieldRule:
+    """How one field of a record kind is bounded, read off the column it feeds."""
+
+    field: str
+    limit: Limit | None
+    #: "text", "list", "map" or "json": the shape of the value.
+    shape: str
+    many: bool = False
 
 
-def _check_result(record: Any, limits: Limits, where: str) -> None:
-    _name(record.nodeid, "the nodeid", limits.max_nodeid_length, where)
-    for attr in ("file", "cls", "func", "param_id", "phase", "worker"):
-        _name(getattr(record, attr), attr, limits.max_nodeid_length, where)
-    _check_list(record.markers, "markers", limits, where)
-    cap = limits.max_text_length
-    for attr in _FREE_TEXT:
-        value = getattr(record, attr)
-        if value is not None and len(value) > cap:
-            setattr(record, attr, _cut(value, cap))
+def _shape(column: Column) -> str:
+    if column.type == "JSON":
+        return "map" if column.limit is not None else "json"
+    if column.type.endswith("[]"):
+        return "list"
+    if column.type.startswith("MAP"):
+        return "map"
+    return "text"
 
 
-_FREE_TEXT = ("reason", "exc_type", "exc_message", "traceback", "stdout", "stderr", "log")
+@functools.cache
+def field_rules(record_type: type) -> tuple[_FieldRule, ...]:
+    """The bounded fields of a record kind, from the columns they are stored in."""
+    kind = KINDS[record_type]
+    fields = {f.name for f in msgspec.structs.fields(record_type)}
+    rules: dict[str, _FieldRule] = {}
+    for table in kind.tables:
+        for column in table:
+            name = column.wire_field
+            if name not in fields or name in rules or name in ("session_id", "timestamp"):
+                continue
+            shape = _shape(column)
+            if column.limit is None and shape != "json":
+                continue
+            rules[name] = _FieldRule(name, column.limit, shape, many=column.name in _MANY)
+    return tuple(rules.values())
 
 
-def _check_list(items: list[str], what: str, limits: Limits, where: str) -> None:
-    if len(items) > limits.max_tags:
-        raise InvalidInputError(f"{where}: {len(items)} {what}; at most {limits.max_tags}")
-    for item in items:
-        _name(item, f"one of the {what}", limits.max_name_length, where)
+#: Columns whose lists are not tags: bounded by `MANY_ITEMS` and their total size.
+_MANY = frozenset({"args", "plugins"})
 
 
-def _check_event(record: Any, limits: Limits, where: str) -> None:
-    _name(record.name, "the event name", limits.max_name_length, where)
-    check_tree(record.data, limits, f"{where}.data")
+def _check_value(value: Any, rule: _FieldRule, limits: Limits, where: str) -> Any:
+    """Check one field's value; returns it, cut if it is free text over its limit."""
+    if value is None:
+        return None
+    if rule.shape == "json":
+        check_tree(value, limits, f"{where}: {rule.field}")
+        return value
+    assert rule.limit is not None
+    bound = limits.length(rule.limit)
+    if rule.shape == "text":
+        if len(value) <= bound:
+            return value
+        if rule.limit is Limit.TEXT:
+            return cut(value, bound)
+        raise _too_long(where, f"the {rule.field}", len(value), bound)
+    if rule.shape == "list":
+        _check_list(value, rule, limits, bound, where)
+    else:
+        _check_mapping(value, rule, limits, bound, where)
+    return value
 
 
-def _check_metric(record: Any, limits: Limits, where: str) -> None:
-    _name(record.name, "the metric name", limits.max_name_length, where)
-    _check_list(record.tags, "tags", limits, where)
+def _check_list(value: list[str], rule: _FieldRule, limits: Limits, bound: int, where: str) -> None:
+    most = MANY_ITEMS if rule.many else limits.max_tags
+    if len(value) > most:
+        raise InvalidInputError(f"{where}: {len(value)} {rule.field}; at most {most}")
+    if rule.many and sum(map(len, value)) > limits.max_data_bytes:
+        raise InvalidInputError(
+            f"{where}: {rule.field} hold more than {limits.max_data_bytes} characters"
+        )
+    for item in value:
+        if len(item) > bound:
+            raise _too_long(where, f"one of the {rule.field}", len(item), bound)
 
 
-def _check_state(record: Any, limits: Limits, where: str) -> None:
-    check_tree(record.state, limits, f"{where}.state")
-
-
-def _check_start(record: Any, limits: Limits, where: str) -> None:
-    for attr in ("name", "product", "version"):
-        _name(getattr(record, attr), attr, limits.max_name_length, where)
-    _check_labels(record.labels, limits, where)
-    check_tree(record.state, limits, f"{where}.state")
-
-
-def _check_test_start(record: Any, limits: Limits, where: str) -> None:
-    _name(record.nodeid, "the nodeid", limits.max_nodeid_length, where)
-
-
-def _check_run_start(record: Any, limits: Limits, where: str) -> None:
-    for attr in ("project", "branch", "commit", "ci_provider", "hostname", "platform"):
-        _name(getattr(record, attr), attr, limits.max_name_length, where)
-    _name(record.ci_url, "ci_url", limits.max_nodeid_length, where)
-    if len(record.args) + len(record.plugins) > 10_000:
-        raise InvalidInputError(f"{where}: too many arguments or plugins")
-
-
-def _check_run_finish(record: Any, limits: Limits, where: str) -> None:
-    record.reason = _cut(record.reason, limits.max_text_length) or ""
-
-
-_CHECKS = {
-    wire.TestResult: _check_result,
-    wire.Event: _check_event,
-    wire.Metric: _check_metric,
-    wire.StateUpdate: _check_state,
-    wire.SessionStart: _check_start,
-    wire.TestStart: _check_test_start,
-    wire.RunStart: _check_run_start,
-    wire.RunFinish: _check_run_finish,
-}
+def _check_mapping(
+    value: dict[str, Any], rule: _FieldRule, limits: Limits, bound: int, where: str
+) -> None:
+    """Labels, counts: names to names (or numbers)."""
+    if len(value) > limits.max_labels:
+        raise InvalidInputError(
+            f"{where}: {rule.field}: {len(value)} entries; at most {limits.max_labels}"
+        )
+    for key, item in value.items():
+        if len(key) > bound:
+            raise _too_long(where, f"a key of {rule.field}", len(key), bound)
+        if isinstance(item, str) and len(item) > bound:
+            raise _too_long(where, f"a value of {rule.field}", len(item), bound)
 
 
 def check_records(records: Sequence[wire.Record], limits: Limits) -> None:
     """Check a batch against the limits: refuse (400) or cut, as the module says."""
     for index, record in enumerate(records):
-        check = _CHECKS.get(type(record))
-        if check is not None:
-            check(record, limits, f"records[{index}]")
+        where = f"records[{index}] ({record.__struct_config__.tag})"
+        for rule in field_rules(type(record)):
+            value = getattr(record, rule.field)
+            checked = _check_value(value, rule, limits, where)
+            if checked is not value:
+                setattr(record, rule.field, checked)
+
+
+def check_result_columns(blocks: Sequence[Any], limits: Limits) -> None:
+    """The same limits over results sent as columns, a column at a time."""
+    for number, block in enumerate(blocks):
+        where = f"results[{number}]"
+        length = len(block.seq)
+        for name in block.__struct_fields__:
+            values = getattr(block, name)
+            if isinstance(values, list) and len(values) != length:
+                raise InvalidInputError(
+                    f"{where}.{name} holds {len(values)} values, {where}.seq {length}:"
+                    " every column of a block has one value per result"
+                )
+        for rule in field_rules(wire.TestResult):
+            values = getattr(block, rule.field)
+            if values is None:
+                continue
+            if rule.shape == "text":
+                bound = limits.length(rule.limit)  # type: ignore[arg-type]
+                present = [v for v in values if v is not None]
+                if not present or max(map(len, present)) <= bound:
+                    continue  # the common case: one pass, no step per value in Python
+            for i, value in enumerate(values):
+                checked = _check_value(value, rule, limits, f"{where}[{i}]")
+                if checked is not value:
+                    values[i] = checked
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from litestar.exceptions import ValidationException
 from datacat_client import wire
 from datacat_server.limits import check_json_body
 
-__all__ = ["BatchRequest", "SafeJsonRequest"]
+__all__ = ["BatchRequest", "ColumnarBatchRequest", "SafeJsonRequest"]
 
 # Free-form JSON (state, event data, labels) is where duplicate keys could hide; a batch
 # of typed test results has none, and skips the second parse that finds them. A key
@@ -68,6 +68,12 @@ def _parse_batch(body: bytes) -> wire.Batch:
     return wire.batch_decoder.decode(body)
 
 
+def _parse_columnar(body: bytes) -> Any:
+    if _may_hide_free_form(body):
+        check_json_body(body)
+    return wire.columnar_decoder.decode(body)
+
+
 class SafeJsonRequest(Request[Any, Any, Any]):
     """Every endpoint's request: UTF-8, no duplicate keys, bounded nesting (400 else)."""
 
@@ -90,3 +96,10 @@ class BatchRequest(Request[Any, Any, Any]):
 
     async def json(self) -> Any:
         return await _parse(await self.body(), _parse_batch, self.url.path)
+
+
+class ColumnarBatchRequest(Request[Any, Any, Any]):
+    """Decodes the body straight into `wire.ColumnarBatch` (see `BatchRequest`)."""
+
+    async def json(self) -> Any:
+        return await _parse(await self.body(), _parse_columnar, self.url.path)

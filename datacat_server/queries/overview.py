@@ -49,7 +49,7 @@ def pass_rate(cur: duckdb.DuckDBPyConnection, window: Window) -> list[PassRatePo
                  + coalesce(CAST(u.counts->>'error' AS INTEGER), 0) AS failed
         FROM runs u JOIN sessions s USING (sid)
         WHERE u.sid IN (SELECT unnest(?::INTEGER[])) AND u.finished_at IS NOT NULL
-        ORDER BY u.started_at, u.sid
+        ORDER BY u.received_at, u.sid
         """,
         [window.sids],
     ).fetchall()

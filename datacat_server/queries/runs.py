@@ -155,7 +155,7 @@ def list_runs(
         params.append(outcome)
     rows = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
-        f" WHERE {' AND '.join(where)} ORDER BY u.started_at DESC, u.sid DESC LIMIT ? OFFSET ?",
+        f" WHERE {' AND '.join(where)} ORDER BY u.received_at DESC, u.sid DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
     return _with_counts_so_far(cur, [_run(row) for row in rows])

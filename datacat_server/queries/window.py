@@ -58,7 +58,7 @@ def recent_runs(
         params.append(branch)
     rows = cur.execute(
         f"SELECT sid FROM runs WHERE {' AND '.join(where)}"
-        " ORDER BY started_at DESC, sid DESC LIMIT ?",
+        " ORDER BY received_at DESC, sid DESC LIMIT ?",
         [*params, runs],
     ).fetchall()
     sids = [int(row[0]) for row in rows]
@@ -68,13 +68,15 @@ def recent_runs(
 def projects(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str]]]:
     """Every project with its branches, most recently run first."""
     rows = cur.execute(
-        "SELECT project, list(DISTINCT branch ORDER BY branch), max(started_at) AS latest"
-        " FROM runs GROUP BY project ORDER BY latest DESC"
+        "SELECT project, list(DISTINCT branch ORDER BY branch), max(received_at) AS latest"
+        " FROM runs GROUP BY project ORDER BY latest DESC, max(sid) DESC"
     ).fetchall()
     return [(row[0], [b for b in row[1] if b]) for row in rows]
 
 
 def default_project(cur: duckdb.DuckDBPyConnection) -> str | None:
     """The project of the most recent run, or None if nothing ran yet."""
-    row = cur.execute("SELECT project FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    row = cur.execute(
+        "SELECT project FROM runs ORDER BY received_at DESC, sid DESC LIMIT 1"
+    ).fetchone()
     return None if row is None else str(row[0])

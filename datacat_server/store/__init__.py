@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from datacat_client import wire
-from datacat_server.settings import Settings
 from datacat_server.store.database import Database
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
 from datacat_server.store.writer import Writer, WriteResult
+
+if TYPE_CHECKING:
+    from datacat_server.settings import Settings
 
 __all__ = ["Database", "Store", "WriteResult", "Writer", "open_store"]
 
@@ -28,27 +32,45 @@ class Store:
         heartbeat_grace: float = 3.0,
         soft_flush_interval: float = 0.5,
         memory_limit: str = "2GB",
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
         try:
-            self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval)
+            self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval, clock=clock)
         except Exception:
             self.db.close()
             raise
         self.writer.start()
 
-    async def write(self, records: Sequence[wire.Record], *, dedupe: bool = True) -> WriteResult:
-        """Store records; returns once they are committed."""
-        return await asyncio.wrap_future(self.writer.submit(records, dedupe=dedupe))
+    async def write(
+        self,
+        records: Sequence[wire.Record],
+        *,
+        dedupe: bool = True,
+        result_columns: Sequence[Any] = (),
+    ) -> WriteResult:
+        """Store records (and test results as `wire.ResultColumns`); returns once they
+        are committed."""
+        future = self.writer.submit(records, dedupe=dedupe, result_columns=result_columns)
+        return await asyncio.wrap_future(future)
 
-    def write_sync(self, records: Sequence[wire.Record], *, dedupe: bool = True) -> WriteResult:
+    def write_sync(
+        self,
+        records: Sequence[wire.Record],
+        *,
+        dedupe: bool = True,
+        result_columns: Sequence[Any] = (),
+    ) -> WriteResult:
         """`write` for code that is not on an event loop."""
-        return self.writer.submit(records, dedupe=dedupe).result()
+        return self.writer.submit(records, dedupe=dedupe, result_columns=result_columns).result()
 
     def apply_retention(
         self, policy: RetentionPolicy, *, now: dt.datetime | None = None
     ) -> RetentionResult:
-        """Delete what the policy no longer keeps, then let DuckDB reuse the space."""
+        """Delete what the policy no longer keeps (by when the server received each
+        session), then let DuckDB reuse the space."""
+        now = now or dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
         result: RetentionResult = self.writer.maintain(
             lambda cur: delete_old(cur, policy, now)
         ).result()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import duckdb
 
 from datacat_server.errors import StoreError
+from datacat_server.store import tables
+from datacat_server.store.transactions import transaction
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "current_version"]
 
@@ -83,7 +85,27 @@ _V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+_V2 = (
+    # The server's own clock decides retention and what is "latest" (a client's clock
+    # can be years off); rows stored before this migration get their client time,
+    # never later than now.
+    *tables.SESSIONS.add_columns("received_at"),
+    "UPDATE sessions SET received_at = least(created_at, now()::TIMESTAMP)",
+    *tables.RUNS.add_columns("received_at", "partial"),
+    "UPDATE runs SET received_at = least(started_at, now()::TIMESTAMP)",
+    # The order results were stored in, for counting flips and folding rollups.
+    *tables.RESULTS.add_columns("stored_at"),
+    """UPDATE results
+       SET stored_at = least(coalesce(results.stopped_at, results.started_at, s.created_at),
+                             now()::TIMESTAMP)
+       FROM sessions s WHERE results.sid = s.sid""",
+    *tables.METRIC_LOG.add_columns("unit", "kind"),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1),
+    Migration(2, "server receive times, result store order, metric units, partial runs", _V2),
+)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -112,8 +134,7 @@ def apply_migrations(
     for migration in migrations:
         if migration.version <= have:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for statement in migration.statements:
                 con.execute(statement)
             if migration.run is not None:
@@ -122,9 +143,5 @@ def apply_migrations(
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
                 [migration.version, migration.name],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(migration.version)
     return applied

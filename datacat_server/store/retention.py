@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import duckdb
 import msgspec
 
-from datacat_server.store.schema import BASE_TABLES
+from datacat_server.store.tables import TABLES
 
 __all__ = ["RetentionPolicy", "RetentionResult", "delete_old"]
 
@@ -76,10 +76,10 @@ def delete_old(
     named = list(policy.projects)
     conditions, params = [], []
     for project, days in policy.projects.items():
-        conditions.append("(s.product = ? AND s.created_at < ?)")
+        conditions.append("(s.product = ? AND s.received_at < ?)")
         params += [project, _cutoff(days, now)]
     if policy.days is not None:
-        conditions.append("(s.product NOT IN (SELECT unnest(?::VARCHAR[])) AND s.created_at < ?)")
+        conditions.append("(s.product NOT IN (SELECT unnest(?::VARCHAR[])) AND s.received_at < ?)")
         params += [named, _cutoff(policy.days, now)]
     if not conditions:
         return RetentionResult(0, {})
@@ -91,11 +91,11 @@ def delete_old(
     # fetchall: the writer's cursor must not keep an unfinished result (DuckDB 2.0).
     expired = cur.execute("SELECT count(*) FROM _expired").fetchall()[0]
     rows: dict[str, int] = {}
-    for table in BASE_TABLES:
-        if table == "tests":
+    for table in TABLES:
+        if table.name == "tests":
             continue
-        done = cur.execute(f"DELETE FROM {table} WHERE sid IN (SELECT sid FROM _expired)")
+        done = cur.execute(f"DELETE FROM {table.name} WHERE sid IN (SELECT sid FROM _expired)")
         deleted = done.fetchall()
-        rows[table] = int(deleted[0][0]) if deleted else 0
+        rows[table.name] = int(deleted[0][0]) if deleted else 0
     cur.execute("DROP TABLE _expired")
     return RetentionResult(int(expired[0]), rows)

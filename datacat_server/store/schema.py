@@ -16,19 +16,7 @@ tables change only through numbered migrations (`migrations.py`).
 
 from __future__ import annotations
 
-__all__ = ["BASE_TABLES", "VIEWS_SQL", "view_statements"]
-
-#: Base tables, in the order a session's data hangs off them (used by retention).
-BASE_TABLES: tuple[str, ...] = (
-    "sessions",
-    "state_updates",
-    "event_log",
-    "metric_log",
-    "tests",
-    "results",
-    "result_details",
-    "runs",
-)
+__all__ = ["VIEWS_SQL", "view_statements"]
 
 _EVENTS_VIEW = """
 CREATE OR REPLACE VIEW events AS
@@ -71,7 +59,7 @@ SELECT s.id AS session_id, r.sid, r.seq, t.project, t.nodeid, t.file, t.line, t.
        r.started_at, r.stopped_at, r.duration, r.setup_duration, r.call_duration,
        r.teardown_duration, d.reason, d.exc_type, d.exc_message, d.traceback, d.stdout,
        d.stderr, d.log, r.worker, r.attempt, r.final, r.cpu_time, r.rss_delta,
-       u.branch, u."commit"
+       u.branch, u."commit", r.stored_at
 FROM results r
 JOIN tests t USING (test_id)
 JOIN sessions s USING (sid)

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from datacat_client import wire
 from datacat_server.errors import StoreError, WriterBusyError
-from datacat_server.store import columns
+from datacat_server.store import build, tables
 from datacat_server.store.database import Database
 from datacat_server.store.merge import deep_merge
 from datacat_server.store.seqset import SeqSet
@@ -42,10 +42,12 @@ from datacat_server.store.staging import (
     HUNG,
     RECOVERED,
     RequestRejected,
+    ResultBlock,
     SessionEntry,
     Staging,
     WriteResult,
 )
+from datacat_server.store.transactions import transaction
 
 __all__ = ["WriteResult", "Writer"]
 
@@ -69,6 +71,12 @@ class _Request:
     #: False for the seed's one-record endpoints: no sequence numbers, no deduplication.
     dedupe: bool
     future: concurrent.futures.Future[WriteResult]
+    #: Test results sent as columns (`wire.ResultColumns`), applied after ``records``.
+    result_columns: Sequence[Any] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.records) + sum(len(block.seq) for block in self.result_columns)
 
 
 class Writer:
@@ -87,8 +95,11 @@ class Writer:
         max_group_records: int = 50_000,
         session_cache_size: int = 10_000,
         test_cache_size: int = 1_000_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
+        #: The server's clock (Unix seconds): when records are received and stored.
+        self._clock = clock
         self._cur = db.new_cursor()
         self._queue: queue.Queue[_Request | _Task | None] = queue.Queue(maxsize=max_pending)
         self._soft_flush_interval = soft_flush_interval
@@ -101,6 +112,8 @@ class Writer:
         self._test_cache_size = test_cache_size
         self._next_sid = self._scalar("SELECT coalesce(max(sid), 0) + 1 FROM sessions")
         self._next_test_id = self._scalar("SELECT coalesce(max(test_id), 0) + 1 FROM tests")
+        #: The last transaction's `results.stored_at`, in microseconds: each one later.
+        self._stored_at = self._scalar("SELECT coalesce(max(epoch_us(stored_at)), 0) FROM results")
         self._thread = threading.Thread(target=self._run, name="datacat-writer", daemon=True)
         self._stopped = False
 
@@ -119,15 +132,20 @@ class Writer:
             self._thread.join(timeout)
 
     def submit(
-        self, records: Sequence[wire.Record], *, dedupe: bool = True
+        self,
+        records: Sequence[wire.Record],
+        *,
+        dedupe: bool = True,
+        result_columns: Sequence[Any] = (),
     ) -> concurrent.futures.Future[WriteResult]:
-        """Queue records for the next transaction. The future resolves after commit."""
+        """Queue records (and results as `wire.ResultColumns`) for the next transaction.
+        The future resolves after commit."""
         future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
         if self._stopped:
             future.set_exception(StoreError("the server is shutting down"))
             return future
         try:
-            self._queue.put_nowait(_Request(records, dedupe, future))
+            self._queue.put_nowait(_Request(records, dedupe, future, result_columns))
         except queue.Full:
             future.set_exception(WriterBusyError("too many writes are waiting; retry shortly"))
         return future
@@ -179,7 +197,7 @@ class Writer:
         """``first`` and whatever else is queued, up to the group size (stopping at a
         maintenance task, which runs after the group)."""
         group = [first]
-        count = len(first.records)
+        count = first.size
         while count < self._max_group_records:
             try:
                 nxt = self._queue.get_nowait()
@@ -190,7 +208,7 @@ class Writer:
             if isinstance(nxt, _Task):
                 return group, False, nxt
             group.append(nxt)
-            count += len(nxt.records)
+            count += nxt.size
         return group, False, None
 
     def _run_task(self, task: _Task) -> None:
@@ -200,13 +218,8 @@ class Writer:
             if not task.transaction:
                 result = task.fn(cur)
             else:
-                cur.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(cur):
                     result = task.fn(cur)
-                    cur.execute("COMMIT")
-                except Exception:
-                    cur.execute("ROLLBACK")
-                    raise
         except Exception as exc:
             log.exception("maintenance failed")
             task.future.set_exception(exc)
@@ -246,12 +259,16 @@ class Writer:
     def _stage(
         self, requests: list[_Request]
     ) -> tuple[Staging, list[tuple[_Request, WriteResult]], list[tuple[_Request, Exception]]]:
-        staging = Staging(lookup=self._session, next_sid=self._next_sid, now=time.time())
+        staging = Staging(lookup=self._session, next_sid=self._next_sid, now=self._clock())
         results = []
         failed: list[tuple[_Request, Exception]] = []
         for request in requests:
             try:
-                result = staging.stage(request.records, dedupe=request.dedupe)
+                result = staging.stage(
+                    request.records,
+                    dedupe=request.dedupe,
+                    result_columns=request.result_columns,
+                )
             except RequestRejected as exc:
                 # Raised before anything of the request was staged: only it fails.
                 failed.append((request, exc))
@@ -264,20 +281,17 @@ class Writer:
     def _commit(self, staging: Staging) -> None:
         for key in staging.refold:
             self._refold_state(staging, key)
-        new_tests = self._assign_test_ids(staging)
+        blocks = build.gather_results(staging)
+        new_tests = self._assign_test_ids(blocks)
         soft_due = time.monotonic() - self._last_soft_flush >= self._soft_flush_interval
-        cur = self._cur
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            self._write(staging, new_tests, soft_due)
-            cur.execute("COMMIT")
-        except Exception:
-            cur.execute("ROLLBACK")
-            raise
+        stored_at = max(self._stored_at + 1, round(staging.now * 1_000_000))
+        with transaction(self._cur):
+            self._write(staging, blocks, new_tests, soft_due, stored_at)
         # Committed: the staged copies become the truth.
+        self._stored_at = stored_at
         for key, entry in staging.sessions.items():
             self._remember(key, entry)
-        self._test_ids.update((key, test_id) for key, (test_id, _) in new_tests.items())
+        self._test_ids.update((key, test_id) for key, (test_id, _, _) in new_tests.items())
         if len(self._test_ids) > self._test_cache_size:
             self._test_ids.clear()
         self._next_sid += len(staging.new_sessions)
@@ -293,35 +307,37 @@ class Writer:
     def _write(
         self,
         staging: Staging,
-        new_tests: dict[tuple[str, str], tuple[int, wire.TestResult]],
+        blocks: list[ResultBlock],
+        new_tests: dict[tuple[str, str], tuple[int, ResultBlock, int]],
         soft_due: bool,
+        stored_at: int,
     ) -> None:
+        cur = self._cur
+        received_at = round(staging.now * 1_000_000)
         if staging.new_sessions:
             entries = [staging.sessions[key] for key in staging.new_sessions]
-            self._insert(
-                "sessions", columns.session_table(entries, list(staging.new_sessions.values()))
-            )
+            starts = list(staging.new_sessions.values())
+            batch = build.session_table(entries, starts, received_at)
+            tables.insert(cur, tables.SESSIONS, batch)
         if new_tests:
-            self._insert("tests", columns.test_table(new_tests, staging.now))
-        if staging.state_updates:
-            self._insert("state_updates", columns.state_table(staging.state_updates))
-        if staging.events:
-            self._insert("event_log", columns.event_table(staging.events))
-        if staging.metrics:
-            self._insert("metric_log", columns.metric_table(staging.metrics))
-        if staging.results:
+            tables.insert(cur, tables.TESTS, build.test_table(new_tests, stored_at))
+        for table in (tables.STATE_UPDATES, tables.EVENT_LOG, tables.METRIC_LOG):
+            if rows := staging.rows.get(table.name):
+                tables.insert(cur, table, build.record_table(table, rows))
+        if blocks:
             test_ids = {**self._test_ids, **{k: v[0] for k, v in new_tests.items()}}
-            results, details = columns.result_tables(staging.results, test_ids)
-            self._insert("results", results)
+            results, details = build.result_tables(blocks, test_ids, stored_at)
+            tables.insert(cur, tables.RESULTS, results)
             if details is not None:
-                self._insert("result_details", details)
-        if staging.run_starts:
-            self._insert("runs", columns.run_table(staging.run_starts))
+                tables.insert(cur, tables.RESULT_DETAILS, details)
+        if runs := staging.rows.get(tables.RUNS.name):
+            batch = build.record_table(tables.RUNS, runs, {"received_at": received_at})
+            tables.insert(cur, tables.RUNS, batch)
         for sid, finish in staging.run_finishes:
-            self._cur.execute(
+            cur.execute(
                 "UPDATE runs SET finished_at = make_timestamp(CAST(round(? * 1e6) AS BIGINT)),"
                 " exit_status = ?, status = ?, reason = ?, counts = CAST(? AS JSON),"
-                " duration = ? WHERE sid = ?",
+                " duration = ? WHERE sid = ? AND finished_at IS NULL",
                 [
                     finish.timestamp,
                     finish.exit_status,
@@ -331,7 +347,7 @@ class Writer:
                     finish.duration,
                     sid,
                 ],
-            )
+            ).fetchall()
         keys = set(staging.hard_dirty)
         if soft_due:
             keys |= staging.soft_dirty | self._soft_dirty
@@ -339,33 +355,18 @@ class Writer:
         entries = [e for key in keys if (e := staging.sessions.get(key) or self._sessions.get(key))]
         self._update_sessions(entries, state_dirty=staging.state_dirty)
 
-    def _insert(self, table: str, batch: Any) -> None:
-        # A relation over the Arrow table, inserted by column position (the columns
-        # are built in the table's order). Registering the table as a view instead costs
-        # a catalog change per table; a replacement scan (a Python variable found by
-        # name) is not allowed once the store has disabled external access.
-        self._cur.from_arrow(batch).insert_into(table)
-
     def _update_sessions(self, entries: list[SessionEntry], *, state_dirty: set[str]) -> None:
         for with_state in (True, False):
             group = [e for e in entries if (e.id in state_dirty) == with_state]
             if group:
-                batch = columns.session_update_table(group, with_state=with_state)
-                self._cur.from_arrow(batch).query(
-                    "batch", columns.session_update_sql(with_state=with_state)
-                )
+                batch = build.session_update_table(group, with_state=with_state)
+                tables.run_over(self._cur, batch, build.session_update_sql(with_state=with_state))
 
     def _flush_soft(self) -> None:
         entries = [e for key in self._soft_dirty if (e := self._sessions.get(key)) is not None]
         if entries:
-            cur = self._cur
-            cur.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(self._cur):
                 self._update_sessions(entries, state_dirty=set())
-                cur.execute("COMMIT")
-            except Exception:
-                cur.execute("ROLLBACK")
-                raise
         self._soft_dirty.clear()
         self._last_soft_flush = time.monotonic()
 
@@ -378,7 +379,7 @@ class Writer:
         patches = [(seq, ts / 1e6, _decode(patch)) for seq, ts, patch in stored]
         patches += [
             (seq, record.timestamp, record.state)
-            for sid, seq, record in staging.state_updates
+            for sid, seq, record in staging.rows.get(tables.STATE_UPDATES.name, [])
             if sid == entry.sid
         ]
         # Numbered patches in their order; the seed API's unnumbered ones by time, after.
@@ -394,22 +395,25 @@ class Writer:
     # -- test ids ------------------------------------------------------------------------
 
     def _assign_test_ids(
-        self, staging: Staging
-    ) -> dict[tuple[str, str], tuple[int, wire.TestResult]]:
-        """Ids for tests never seen before; known ones are looked up in one query."""
-        missing: dict[tuple[str, str], wire.TestResult] = {}
+        self, blocks: list[ResultBlock]
+    ) -> dict[tuple[str, str], tuple[int, ResultBlock, int]]:
+        """Ids for tests never seen before (with the result that first names each);
+        known ones are looked up in one query."""
+        missing: dict[tuple[str, str], tuple[ResultBlock, int]] = {}
         known = self._test_ids
-        for _, _, project, record in staging.results:
-            key = (project, record.nodeid)
-            if key not in known and key not in missing:
-                missing[key] = record
+        for block in blocks:
+            project = block.project
+            for index, nodeid in enumerate(block.columns["nodeid"]):
+                key = (project, nodeid)
+                if key not in known and key not in missing:
+                    missing[key] = (block, index)
         if not missing:
             return {}
         known.update(self._lookup_tests(list(missing)))
-        new: dict[tuple[str, str], tuple[int, wire.TestResult]] = {}
-        for key, record in missing.items():
+        new: dict[tuple[str, str], tuple[int, ResultBlock, int]] = {}
+        for key, (block, index) in missing.items():
             if key not in known:
-                new[key] = (self._next_test_id + len(new), record)
+                new[key] = (self._next_test_id + len(new), block, index)
         return new
 
     def _lookup_tests(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -452,7 +456,8 @@ class Writer:
         row = self._one(
             "SELECT sid, product, state, epoch_us(ended_at), hung, heartbeat_interval,"
             " epoch_us(last_seen), epoch_us(updated_at), in_progress,"
-            " EXISTS (SELECT 1 FROM runs r WHERE r.sid = s.sid)"
+            " EXISTS (SELECT 1 FROM runs r WHERE r.sid = s.sid),"
+            " EXISTS (SELECT 1 FROM runs r WHERE r.sid = s.sid AND r.finished_at IS NOT NULL)"
             " FROM sessions s WHERE id = CAST(? AS UUID)",
             [key],
         )
@@ -487,6 +492,7 @@ class Writer:
             in_progress=_decode(row[8]) if row[8] else {},
             seqs=SeqSet(int(s[0]) for s in seqs),
             has_run=bool(row[9]),
+            run_finished=bool(row[10]),
             state_seq=int(state_seq[0]) if state_seq else -1,
         )
 

@@ -173,8 +173,8 @@ def test_data_over_the_size_limit_is_400(small: Client) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "needle"),
     [
-        ("events", {"name": "e" * 21}, "the event name is 21 characters long; at most 20"),
-        ("metrics", {"name": "m" * 21, "value": 1}, "the metric name is 21"),
+        ("events", {"name": "e" * 21}, "(event): the name is 21 characters long; at most 20"),
+        ("metrics", {"name": "m" * 21, "value": 1}, "(metric): the name is 21"),
         ("metrics", {"name": "m", "value": 1, "tags": ["a", "b", "c", "d"]}, "4 tags; at most 3"),
         ("metrics", {"name": "m", "value": 1, "tags": ["t" * 21]}, "one of the tags"),
     ],
@@ -219,7 +219,7 @@ def test_a_too_long_nodeid_is_refused_and_long_text_is_cut(small: Client) -> Non
 def test_labels_past_their_limits_are_refused(small: Client) -> None:
     answer = small.post("/api/sessions", json={"labels": {"k": "v" * 21}})
     assert answer.status_code == 400
-    assert "a label value" in answer.json()["detail"]
+    assert "a value of labels is 21 characters long" in answer.json()["detail"]
     assert small.get("/api/data/sessions").json() == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from datacat_client import wire
 from datacat_server.queries.sessions import get_session, list_sessions
+from datacat_server.queries.window import default_project, projects
 from datacat_server.store import Store
 from datacat_server.store.retention import RetentionPolicy
 from tests.server.records import RecordMaker
@@ -19,9 +21,36 @@ from tests.server.records import RecordMaker
 DAY = 86_400.0
 
 
+class Clock:
+    """The server's clock, set by the test: retention goes by when data arrived."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    opened = Store(tmp_path / "retention.duckdb", clock=clock)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 def _session(store: Store, product: str, age_days: float, results: int = 3) -> str:
+    """A session that arrived ``age_days`` ago (by the server's clock, and its own)."""
     maker = RecordMaker()
-    ts = time.time() - age_days * DAY
+    real_now = time.time()
+    ts = real_now - age_days * DAY
+    store.clock.now = ts  # type: ignore[attr-defined]
     records: list[Any] = [
         maker.start(product=product, timestamp=ts, state={"a": 1}),
         maker.make(wire.RunStart, project=product, timestamp=ts),
@@ -41,6 +70,7 @@ def _session(store: Store, product: str, age_days: float, results: int = 3) -> s
         for i in range(results)
     ]
     store.write_sync(records)
+    store.clock.now = real_now  # type: ignore[attr-defined]
     return maker.session_id
 
 
@@ -93,7 +123,7 @@ def test_nothing_to_delete_changes_nothing(store: Store) -> None:
 
 def _fill_days(path: Path, days: int, policy: RetentionPolicy | None) -> list[int]:
     """A steady load: four runs a day; after each day, retention (if any). File sizes."""
-    store = Store(path)
+    store = Store(path, clock=Clock())
     try:
         start = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=30)
         sizes = []
@@ -120,3 +150,26 @@ def test_the_file_stops_growing_under_a_steady_load_with_retention(tmp_path: Pat
     assert everything[-1] > 1.5 * everything[4], everything
     assert max(kept[8:]) <= max(kept[3:8]) * 1.15, kept
     assert kept[-1] < 0.8 * everything[-1], (kept, everything)
+
+
+def test_a_clients_clock_neither_hides_nor_expires_a_session(store: Store) -> None:
+    year_3000, year_1970 = 32_503_680_000.0 - 1, 1.0
+    ahead, behind, normal = RecordMaker(), RecordMaker(), RecordMaker()
+    for maker, project, ts in ((ahead, "ahead", year_3000), (behind, "behind", year_1970)):
+        store.write_sync(
+            [
+                maker.start(product=project, timestamp=ts),
+                maker.make(wire.RunStart, project=project, timestamp=ts),
+            ]
+        )
+        store.clock.now += 1  # type: ignore[attr-defined]
+    store.write_sync([normal.start(product="normal"), normal.make(wire.RunStart, project="normal")])
+    # A session dated 1970 is not deleted at once; the one that arrived last is the
+    # "latest" project, whatever the other clients' clocks said.
+    assert store.apply_retention(RetentionPolicy(days=30)).sessions == 0
+    cur = store.reader()
+    assert default_project(cur) == "normal"
+    assert next(p for p, _ in projects(cur)) == "normal"
+    # A month later (by the server's clock) all three go, the one dated year 3000 too.
+    store.clock.now += 31 * DAY  # type: ignore[attr-defined]
+    assert store.apply_retention(RetentionPolicy(days=30)).sessions == 3
