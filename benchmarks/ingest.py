@@ -57,7 +57,8 @@ import httpx  # noqa: E402
 import msgspec  # noqa: E402
 
 from datacat_client import DatacatClient, create_session, wire  # noqa: E402
-from datacat_server.store.columns import result_tables, test_table  # noqa: E402
+from datacat_server.store.build import result_tables, test_table  # noqa: E402
+from datacat_server.store.staging import ResultBlock  # noqa: E402
 from datacat_server.store.migrations import apply_migrations  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
@@ -408,7 +409,14 @@ class _SenderPlan:
     end: bytes  # SessionEnd: sent after the timer
 
 
-def _plan_sender(n_batches: int, rng: random.Random, first_test: int) -> _SenderPlan:
+def encode_batch(records: Sequence[wire.Record], fmt: int) -> bytes:
+    """A batch in wire format 1 (records) or 2 (results as columns)."""
+    if fmt == 2:
+        return wire.encode_columnar(records)
+    return wire.encode(wire.Batch(records=list(records)))
+
+
+def _plan_sender(n_batches: int, rng: random.Random, first_test: int, fmt: int) -> _SenderPlan:
     sid = str(uuid.uuid4())
     t0 = time.time() - 3600.0
     start = wire.SessionStart(
@@ -426,7 +434,7 @@ def _plan_sender(n_batches: int, rng: random.Random, first_test: int) -> _Sender
         records = make_results(
             sid, first_seq=seq, first_test=test, n=BATCH, t0=t0 + seq * 0.01, rng=rng
         )
-        batches.append(wire.encode(wire.Batch(records=list(records))))
+        batches.append(encode_batch(records, fmt))
         seq += BATCH
         test += BATCH
     end = wire.SessionEnd(session_id=sid, seq=seq, timestamp=t0 + seq * 0.01)
@@ -440,24 +448,27 @@ def _plan_sender(n_batches: int, rng: random.Random, first_test: int) -> _Sender
 
 _ack_decoder = msgspec.json.Decoder(wire.BatchAck)
 _JSON_HEADERS = {"Content-Type": "application/json"}
+#: Where each wire format is posted.
+INGEST_PATHS = {1: "/api/ingest", 2: "/api/ingest/v2"}
 
 
-def _post(client: httpx.Client, body: bytes) -> int:
-    response = client.post("/api/ingest", content=body, headers=_JSON_HEADERS)
+def _post(client: httpx.Client, body: bytes, path: str = "/api/ingest") -> int:
+    response = client.post(path, content=body, headers=_JSON_HEADERS)
     if response.status_code != 200:
-        raise BenchError(f"POST /api/ingest: {response.status_code} {response.text[:300]}")
+        raise BenchError(f"POST {path}: {response.status_code} {response.text[:300]}")
     return _ack_decoder.decode(response.content).accepted
 
 
 def http_repetition(
-    url: str, pid: int, senders: int, batches_per_sender: int, seed: int
+    url: str, pid: int, senders: int, batches_per_sender: int, seed: int, fmt: int = 2
 ) -> tuple[float, int, dict[str, Any]]:
     """One timed repetition; returns (seconds, records acknowledged, CPU use)."""
     rng = random.Random(seed)
     plans = [
-        _plan_sender(batches_per_sender, rng, first_test=i * (N_TESTS // senders))
+        _plan_sender(batches_per_sender, rng, first_test=i * (N_TESTS // senders), fmt=fmt)
         for i in range(senders)
     ]
+    path = INGEST_PATHS[fmt]
     clients = [httpx.Client(base_url=url, timeout=60.0) for _ in range(senders)]
     barrier = threading.Barrier(senders + 1, timeout=60.0)
     accepted = [0] * senders
@@ -471,7 +482,7 @@ def http_repetition(
             for body in plans[i].batches:
                 if INTERRUPTED.is_set():
                     return
-                count += _post(clients[i], body)
+                count += _post(clients[i], body, path)
             accepted[i] = count
         except BaseException as exc:
             errors.append(exc)
@@ -530,6 +541,15 @@ class RawBatches:
     build: list[float]
 
 
+def _block(sid: int, records: Sequence[wire.TestResult]) -> ResultBlock:
+    """Results as the writer holds them: columns of one session."""
+    columns = {
+        name: [getattr(r, name) for r in records]
+        for name in ("timestamp", "nodeid", "outcome", *wire.RESULT_DEFAULTS)
+    }
+    return ResultBlock(sid, PROJECT, [r.seq for r in records], columns)
+
+
 class RawStore:
     """A fresh DuckDB file with DataCat's schema and the benchmark's tests registered."""
 
@@ -539,9 +559,11 @@ class RawStore:
         rng = random.Random(0)
         sid = str(uuid.uuid4())
         protos = make_results(sid, first_seq=0, first_test=0, n=N_TESTS, t0=time.time(), rng=rng)
-        new_tests = {(PROJECT, r.nodeid): (i + 1, r) for i, r in enumerate(protos)}
-        self.test_ids = {key: test_id for key, (test_id, _) in new_tests.items()}
-        self._append("INSERT INTO tests SELECT * FROM batch", test_table(new_tests, time.time()))
+        block = _block(0, protos)
+        new_tests = {(PROJECT, r.nodeid): (i + 1, block, i) for i, r in enumerate(protos)}
+        self.test_ids = {key: test_id for key, (test_id, _, _) in new_tests.items()}
+        now_us = time.time_ns() // 1000
+        self._append("INSERT INTO tests SELECT * FROM batch", test_table(new_tests, now_us))
         self.next_sid = 1
 
     def _append(self, sql: str, batch: Any) -> None:
@@ -573,12 +595,17 @@ class RawStore:
                 t0=t0 + seq * 0.01,
                 rng=rng,
             )
-            body = wire.encode(wire.Batch(records=list(records)))
+            body = wire.encode_columnar(records)
             c0 = clock()
-            decoded = wire.batch_decoder.decode(body).records
+            decoded = wire.columnar_decoder.decode(body).results[0]
             c1 = clock()
-            rows = [(sid, r.seq, PROJECT, r) for r in decoded if isinstance(r, wire.TestResult)]
-            out.tables.append(result_tables(rows, self.test_ids))
+            columns = {
+                name: value
+                for name in decoded.__struct_fields__
+                if name not in ("session_id", "seq") and (value := getattr(decoded, name))
+            }
+            blocks = [ResultBlock(sid, PROJECT, decoded.seq, columns)]
+            out.tables.append(result_tables(blocks, self.test_ids, time.time_ns() // 1000))
             c2 = clock()
             out.decode.append(c1 - c0)
             out.build.append(c2 - c1)
@@ -758,6 +785,12 @@ class Results:
         }
 
 
+def _http_key(key: str) -> tuple[int, int]:
+    """``http4f2`` → (4 senders, format 2)."""
+    senders, _, fmt = key[4:].partition("f")
+    return int(senders), int(fmt)
+
+
 def _batches_for(rate: float, seconds: float, senders: int) -> int:
     """Batches per sender so that one repetition lasts about ``seconds``."""
     total = rate * seconds / BATCH
@@ -776,6 +809,7 @@ def run_throughput(
     reps: int,
     seconds: float,
     sender_counts: Sequence[int] = (1, 4),
+    formats: Sequence[int] = (2,),
 ) -> None:
     """Calibrate, then interleave the repetitions of the HTTP and raw benchmarks."""
     target = seconds * 1.25  # aim above the minimum: the rate varies between runs
@@ -784,9 +818,11 @@ def run_throughput(
 
     def measure(key: str, count: int, seed: int) -> tuple[str, float, int, Any, Any]:
         if key.startswith("http") and url is not None:
-            senders = int(key[4:])
+            senders, fmt = _http_key(key)
             name = f"HTTP ingest, {senders} sender{'s' if senders > 1 else ''}"
-            elapsed, n, cpu = http_repetition(url, pid, senders, count, seed)
+            if len(formats) > 1:
+                name += f" (format {fmt})"
+            elapsed, n, cpu = http_repetition(url, pid, senders, count, seed, fmt)
             return name, elapsed, n, cpu, None
         assert raw_store is not None
         batches = raw_store.prepare(count, seed)
@@ -804,11 +840,14 @@ def run_throughput(
         # Warm-up (not reported): registers the suite's 10,000 tests in the server and
         # opens connections. Then a short calibration sizes the repetitions.
         if http and url is not None:
-            http_repetition(url, pid, 1, N_TESTS // BATCH, seed=1)
-            for senders in sender_counts:
-                elapsed, n, _ = http_repetition(url, pid, senders, 16 // senders, seed=senders)
-                plan[f"http{senders}"] = _batches_for(n / elapsed, target, senders)
-                log(f"calibration http x{senders}: {n / elapsed:,.0f} records/s")
+            http_repetition(url, pid, 1, N_TESTS // BATCH, seed=1, fmt=formats[0])
+            for fmt in formats:
+                for senders in sender_counts:
+                    elapsed, n, _ = http_repetition(
+                        url, pid, senders, 16 // senders, seed=senders, fmt=fmt
+                    )
+                    plan[f"http{senders}f{fmt}"] = _batches_for(n / elapsed, target, senders)
+                    log(f"calibration http x{senders}, format {fmt}: {n / elapsed:,.0f} records/s")
         if raw_store is not None:
             elapsed, _ = raw_store.run(raw_store.prepare(20, seed=99).tables)
             plan["raw"] = _batches_for(20 * BATCH / elapsed, target, 1)
@@ -829,7 +868,7 @@ def run_throughput(
                     if elapsed >= seconds or attempt == 1:
                         break
                     # Too short: lengthen it (bounded), measure this repetition again.
-                    senders = int(key[4:]) if key.startswith("http") else 1
+                    senders = _http_key(key)[0] if key.startswith("http") else 1
                     plan[key] = min(
                         math.ceil(MAX_BATCHES_PER_REP / senders),
                         math.ceil(count * target / elapsed),
@@ -1092,8 +1131,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 default=(1, 4),
                 help="concurrent senders to measure, comma-separated (default 1,4)",
             )
+            p.add_argument(
+                "--formats",
+                type=_sender_counts,
+                default=(2,),
+                help="wire formats to measure side by side: 2 (results as columns, what"
+                " the client sends) and/or 1 (records one by one), e.g. 2,1 (default 2)",
+            )
         else:
-            p.set_defaults(senders=(1, 4))
+            p.set_defaults(senders=(1, 4), formats=(2,))
     args = parser.parse_args(argv)
     if not 1 <= args.reps <= 50:
         parser.error("--reps must be within 1..50")
@@ -1145,6 +1191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         reps=args.reps,
                         seconds=args.seconds,
                         sender_counts=args.senders,
+                        formats=args.formats,
                     )
             if do_caller and url is not None:
                 log("caller cost:")
