@@ -704,7 +704,6 @@ func TestTwoWritersOnOneSessionDoNotCollide(t *testing.T) {
 	if err := first.Flush(timeout(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Microsecond) // a later creation time
 	second := server.start(t, SessionOptions{ID: first.ID(), HeartbeatInterval: -1})
 	second.LogEvent("second", nil)
 	if err := second.Flush(timeout(t, 5*time.Second)); err != nil {
@@ -768,8 +767,11 @@ func TestHeldRecordsAreSentWhenTheOfflinePeriodEndsWithoutAFlush(t *testing.T) {
 	})
 	s := server.start(t, SessionOptions{MaxAttempts: 1, HeartbeatInterval: -1})
 	s.LogEvent("e", nil)
-	waitFor(t, "the records, sent again by the sender alone", func() bool { return len(server.events("e")) == 1 })
-	if stats := s.Stats(); stats.Dropped != 0 || stats.Sent != 2 {
+	waitFor(t, "the records, sent again by the sender alone", func() bool { return s.Stats().Sent == 2 })
+	if n := len(server.events("e")); n != 1 {
+		t.Fatalf("%d events stored", n)
+	}
+	if stats := s.Stats(); stats.Dropped != 0 || stats.Batches != 1 {
 		t.Fatalf("stats %+v", stats)
 	}
 }

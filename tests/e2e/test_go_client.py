@@ -48,7 +48,7 @@ def example_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``examples/go-client-example``, built from this repository (no download)."""
     go = go_command()
     out = tmp_path_factory.mktemp("go") / "go-client-example"
-    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    env = {**os.environ, "GOPROXY": "off", "GOTOOLCHAIN": "local"}
     if "HOME" not in env and "GOCACHE" not in env:
         env["GOCACHE"] = str(out.parent / "cache")
     built = subprocess.run(
