@@ -207,7 +207,7 @@ func (s *LiveSession) invalid(key, why string) {
 
 // UpdateState deep-merges state into the session's state: an object merges key by
 // key, recursively; any other value replaces. The state is encoded now: changing
-// the map afterwards changes nothing.
+// the map afterwards changes nothing. A nil state does nothing.
 func (s *LiveSession) UpdateState(state map[string]interface{}) {
 	if state == nil {
 		return
@@ -275,7 +275,8 @@ func (s *LiveSession) LogErrorWith(err error, extra map[string]interface{}) {
 // Recover, deferred, logs a panic of its goroutine as an "exception" event with the
 // goroutine's stack from where it panicked, waits for it to be sent (FlushTimeout
 // at most), then panics again with the same value: the program goes on as it would
-// have without it. To stop the panic instead, recover yourself and call LogPanic.
+// have without it (a crash prints the panic twice, the first "[recovered]"). To
+// stop the panic instead, recover yourself and call LogPanic.
 //
 //	defer s.Recover()
 func (s *LiveSession) Recover() {
@@ -312,11 +313,10 @@ func (s *LiveSession) Flush(ctx context.Context) error {
 	return s.sender.flush(ctx)
 }
 
-// Details flushes, then reads the session back from the server.
+// Details flushes (what could not be sent is counted in Stats), then reads the
+// session back from the server.
 func (s *LiveSession) Details(ctx context.Context) (*Session, error) {
-	if err := s.Flush(ctx); err != nil {
-		return nil, err
-	}
+	_ = s.Flush(ctx)
 	return s.client.GetSessionContext(ctx, s.id)
 }
 

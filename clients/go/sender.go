@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -482,6 +483,7 @@ func (s *sender) postOnce(ctx context.Context, records []*record) (batchAck, err
 	if err := json.NewDecoder(resp.Body).Decode(&ack); err != nil {
 		return ack, fmt.Errorf("datacat: reading the answer to a batch: %w", err)
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer)) // keep the connection
 	return ack, nil
 }
 
