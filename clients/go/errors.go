@@ -26,9 +26,9 @@ const maxDetail = 500
 
 // APIError is an answer of the server that is not a 2xx.
 type APIError struct {
-	Method     string
-	Path       string
-	StatusCode int
+	Method     string // of the request, such as "POST"
+	Path       string // of the request, such as "/api/sessions"
+	StatusCode int    // of the answer, such as 404
 	// Detail is the server's explanation: the "detail" of its JSON error body, else
 	// the start of the body, else the HTTP status text.
 	Detail string

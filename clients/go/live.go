@@ -29,9 +29,9 @@ type SessionOptions struct {
 	ID string
 	// Name, Product, Version and Labels describe the session on the server.
 	Name    string
-	Product string
-	Version string
-	Labels  map[string]string
+	Product string            // see Name
+	Version string            // see Name
+	Labels  map[string]string // see Name
 	// State is the session's first state.
 	State map[string]interface{}
 
@@ -70,14 +70,14 @@ type Stats struct {
 	// Sent counts records the server stored; Duplicates those it already had (the
 	// second copy of a batch sent again after a lost answer).
 	Sent       int64
-	Duplicates int64
+	Duplicates int64 // see Sent
 	// Dropped counts records given up: the queue was full, the server stayed down
 	// too long, it refused them, or they were invalid (an event without a name, a
 	// metric that is not a finite number).
 	Dropped int64
 	// Batches counts requests the server took; Retries the requests sent again.
 	Batches int64
-	Retries int64
+	Retries int64 // see Batches
 	// LastError says why a record was last dropped or a batch last failed.
 	LastError string
 }

@@ -9,21 +9,21 @@ import (
 // Session is a session as the server returns it: its state, events and metrics.
 // The first fields and their JSON tags are those of the original Go client.
 type Session struct {
-	ID        string                 `json:"id"`
-	CreatedAt time.Time              `json:"created_at"`
-	UpdatedAt time.Time              `json:"updated_at"`
-	EndedAt   *time.Time             `json:"ended_at,omitempty"`
-	Active    bool                   `json:"active"`
-	State     map[string]interface{} `json:"state"`
-	Events    []Event                `json:"events"`
-	Metrics   []Metric               `json:"metrics"`
+	ID        string                 `json:"id"`                 // the session's UUID
+	CreatedAt time.Time              `json:"created_at"`         // when it started
+	UpdatedAt time.Time              `json:"updated_at"`         // when it last changed
+	EndedAt   *time.Time             `json:"ended_at,omitempty"` // when it ended; nil while it runs
+	Active    bool                   `json:"active"`             // not ended
+	State     map[string]interface{} `json:"state"`              // the current, deep-merged state
+	Events    []Event                `json:"events"`             // oldest first
+	Metrics   []Metric               `json:"metrics"`            // oldest first
 
 	// Fields the DataCat server adds to the original service's answer.
 
-	Name    string            `json:"name,omitempty"`
-	Product string            `json:"product,omitempty"`
-	Version string            `json:"version,omitempty"`
-	Labels  map[string]string `json:"labels,omitempty"`
+	Name    string            `json:"name,omitempty"`    // what the session is
+	Product string            `json:"product,omitempty"` // the program it ran
+	Version string            `json:"version,omitempty"` // the program's version
+	Labels  map[string]string `json:"labels,omitempty"`  // key=value labels
 	// Status is "running", "ended", "hung" or "crashed" (silent past its heartbeats).
 	Status string `json:"status,omitempty"`
 }
@@ -31,9 +31,9 @@ type Session struct {
 // Event is an event of a session. An error or panic is an event named "exception"
 // whose data holds "type", "message" and "traceback" (a list of lines).
 type Event struct {
-	Timestamp time.Time              `json:"timestamp"`
-	Name      string                 `json:"name"`
-	Data      map[string]interface{} `json:"data"`
+	Timestamp time.Time              `json:"timestamp"` // when it was logged
+	Name      string                 `json:"name"`      // what happened
+	Data      map[string]interface{} `json:"data"`      // what was logged with it
 	// RawData is the event's data exactly as the server sent it. Data is nil when
 	// that is not a JSON object (a number, a list: other clients may log those).
 	RawData json.RawMessage `json:"-"`
@@ -81,10 +81,10 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // Metric is a metric value of a session.
 type Metric struct {
-	Timestamp time.Time `json:"timestamp"`
-	Name      string    `json:"name"`
-	Value     float64   `json:"value"`
-	Tags      []string  `json:"tags,omitempty"`
+	Timestamp time.Time `json:"timestamp"`      // when it was logged
+	Name      string    `json:"name"`           // what was measured
+	Value     float64   `json:"value"`          // the value
+	Tags      []string  `json:"tags,omitempty"` // such as "host=a"
 	// Unit ("ms", "bytes") and Kind ("gauge", "counter"), when the server keeps them.
 	Unit string `json:"unit,omitempty"`
 	Kind string `json:"kind,omitempty"`
