@@ -212,13 +212,15 @@ _encode = msgspec.json.Encoder().encode
 
 
 class DataController(Controller):
-    path = "/api/data"
+    path = "/api"
     tags = ("sessions (seed API)",)
 
+    # The original service's clients (Python and Go) read the Grafana path; both answer.
     @get(
-        "/sessions",
+        ["/data/sessions", "/grafana/sessions"],
         summary="Every session with its state, events and metrics",
-        description="Oldest first, streamed. `limit`/`offset` page through them.",
+        description="Oldest first, streamed. `limit`/`offset` page through them."
+        " `/api/grafana/sessions` is the same, for the original service's clients.",
     )
     async def all_sessions(
         self,

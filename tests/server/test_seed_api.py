@@ -134,6 +134,23 @@ def test_list_all_sessions_with_limit_and_offset(client: Client) -> None:
     assert client.get("/api/data/sessions", params={"offset": 99}).json() == []
 
 
+def test_the_original_clients_grafana_path_answers_as_the_data_path(client: Client) -> None:
+    """The original Python and Go clients read every session from /api/grafana/sessions."""
+    ids = [_new_session(client, name=f"s{i}") for i in range(3)]
+    client.post(f"/api/sessions/{ids[0]}/state", json={"window": {"open": True}})
+    client.post(f"/api/sessions/{ids[1]}/events", json={"name": "x", "data": {"n": 1}})
+    client.post(f"/api/sessions/{ids[2]}/metrics", json={"name": "m", "value": 2, "tags": ["t"]})
+    client.post(f"/api/sessions/{ids[2]}/end")
+    for params in ({}, {"limit": 2, "offset": 1}):
+        data = client.get("/api/data/sessions", params=params)
+        grafana = client.get("/api/grafana/sessions", params=params)
+        assert grafana.status_code == data.status_code == 200
+        assert grafana.headers["content-type"] == data.headers["content-type"]
+        assert grafana.content == data.content
+    assert [s["id"] for s in client.get("/api/grafana/sessions").json()] == ids
+    assert client.get("/api/grafana/sessions", params={"limit": -1}).status_code == 400
+
+
 def _session_snapshot(client: Client, sid: str) -> dict[str, Any]:
     snapshot: dict[str, Any] = client.get(f"/api/sessions/{sid}").json()
     snapshot.pop("updated_at")
