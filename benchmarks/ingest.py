@@ -58,8 +58,8 @@ import msgspec  # noqa: E402
 
 from datacat_client import DatacatClient, create_session, wire  # noqa: E402
 from datacat_server.store.build import result_tables, test_table  # noqa: E402
-from datacat_server.store.staging import ResultBlock  # noqa: E402
 from datacat_server.store.migrations import apply_migrations  # noqa: E402
+from datacat_server.store.staging import ResultBlock  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 # -- what is measured ------------------------------------------------------------------
@@ -460,7 +460,7 @@ def _post(client: httpx.Client, body: bytes, path: str = "/api/ingest") -> int:
 
 
 def http_repetition(
-    url: str, pid: int, senders: int, batches_per_sender: int, seed: int, fmt: int = 2
+    url: str, pid: int, senders: int, batches_per_sender: int, seed: int, *, fmt: int = 2
 ) -> tuple[float, int, dict[str, Any]]:
     """One timed repetition; returns (seconds, records acknowledged, CPU use)."""
     rng = random.Random(seed)
@@ -822,7 +822,7 @@ def run_throughput(
             name = f"HTTP ingest, {senders} sender{'s' if senders > 1 else ''}"
             if len(formats) > 1:
                 name += f" (format {fmt})"
-            elapsed, n, cpu = http_repetition(url, pid, senders, count, seed, fmt)
+            elapsed, n, cpu = http_repetition(url, pid, senders, count, seed, fmt=fmt)
             return name, elapsed, n, cpu, None
         assert raw_store is not None
         batches = raw_store.prepare(count, seed)

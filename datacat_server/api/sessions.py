@@ -63,6 +63,10 @@ class MetricIn(msgspec.Struct):
     value: wire.FiniteFloat
     #: A list of strings, as the seed sent them; a mapping is stored as ``key=value``.
     tags: list[str] | dict[str, str] = []
+    #: What the value counts (``ms``, ``bytes``); ``gauge`` (a level) or ``counter``
+    #: (a running total, charted as a rate).
+    unit: str = ""
+    kind: wire.MetricKind = "gauge"
 
 
 class HeartbeatIn(msgspec.Struct):
@@ -178,6 +182,8 @@ class SessionController(SessionQueries):
             name=data.name,
             value=data.value,
             tags=tags,
+            unit=data.unit,
+            kind=data.kind,
         )
         await _write(store, settings, record)
         return _OK

@@ -6,9 +6,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import duckdb
 import msgspec
 
-__all__ = ["decode_json", "iso", "parse_session_id"]
+__all__ = ["decode_json", "iso", "parse_session_id", "rows"]
 
 _decode = msgspec.json.decode
 
@@ -31,3 +32,10 @@ def parse_session_id(value: str) -> str | None:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def rows(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """A result's rows by column name (every one fetched: DuckDB 2.0 wants results
+    read to their end)."""
+    names = [d[0] for d in result.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]

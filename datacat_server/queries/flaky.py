@@ -1,13 +1,18 @@
-"""Flaky tests: which tests both pass and fail, how often they flip, and the proof.
+"""Flaky tests: which tests both pass and fail without a reason, and the evidence.
 
-Three kinds of evidence, strongest first:
+**The flaky rule** (the one definition; the test page and the CI classification use
+it too): a test is flaky when it has at least one of
 
-- **same commit**: the test passed and failed on the same commit (the code did not
-  change, the outcome did);
-- **flaky in run**: a rerun plugin retried it after a failure and it then passed;
-- **flips**: over the window's runs in time order, how often its outcome changed.
+- **same commit**: it passed and failed on the same (non-empty) commit — the code did
+  not change, the outcome did;
+- **rerun**: a rerun plugin retried it after a failure and it then passed;
+- **flips**: it failed, passed, and failed again (two or more separate stretches of
+  failures, in the order results were stored).
 
-A test that failed in every run of the window is broken, not flaky, and is left out.
+A test that fails in every run since some commit is *broken* (failing since then),
+not flaky: one stretch of failures is no evidence of flakiness, however long. Runs
+without a commit never count as the same commit. Evidence is counted within a branch
+(flips between consecutive runs of one branch).
 """
 
 from __future__ import annotations
@@ -17,15 +22,31 @@ from typing import Any
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, rows
+from datacat_server.queries.streams import streams_cte
 from datacat_server.queries.window import Window
 
-__all__ = ["FlakyTest", "flaky_tests"]
+__all__ = ["FLAKY_RULE", "FlakyTest", "evidence_of", "flaky_tests", "run_labels"]
+
+#: The flaky rule over a test's stream aggregates (see the module's docstring).
+FLAKY_RULE = "(same_commit > 0 OR flaky_in_run > 0 OR episodes >= 2)"
+
+
+def evidence_of(same_commit: int, flaky_in_run: int, episodes: int) -> list[str]:
+    """The kinds of evidence a test's aggregates hold, strongest first."""
+    found = []
+    if same_commit > 0:
+        found.append("same_commit")
+    if flaky_in_run > 0:
+        found.append("rerun")
+    if episodes >= 2:
+        found.append("flips")
+    return found
 
 
 class FlakyTest(msgspec.Struct):
     nodeid: str
-    #: Runs of the window in which the test ran (its final attempt).
+    #: Runs in which the test ran (its final attempt) and passed or failed.
     runs: int
     failures: int
     fail_rate: float
@@ -36,94 +57,83 @@ class FlakyTest(msgspec.Struct):
     same_commit: int
     #: Runs in which it failed, was rerun, and passed.
     flaky_in_run: int
-    #: The latest run in which it failed.
+    #: The latest run in which it failed (when that run started), and its id.
     last_failure: str | None
     last_failure_run: str | None
     #: Up to five runs in which it failed, newest first.
     failing_runs: list[str]
+    #: Separate stretches of failures.
+    episodes: int = 0
+    #: Which evidence makes it flaky: ``same_commit``, ``rerun``, ``flips``.
+    evidence: list[str] = []
 
 
 _SQL = """
-WITH w AS (
-    SELECT u.sid, u."commit", u.started_at, s.id::VARCHAR AS run_id
-    FROM runs u JOIN sessions s USING (sid)
-    WHERE u.sid IN (SELECT unnest(?::INTEGER[]))
-),
-candidates AS (
-    SELECT DISTINCT r.test_id FROM results r
-    WHERE {window} AND r.subtest IS NULL AND r.outcome IN ('failed', 'error')
-),
-attempts AS MATERIALIZED (
-    SELECT r.test_id, r.sid, r.final, r.outcome IN ('failed', 'error') AS bad,
-           r.outcome IN ('passed', 'failed', 'error') AS decided, w."commit", w.started_at,
-           w.run_id
-    FROM results r JOIN w USING (sid)
-    WHERE {window} AND r.subtest IS NULL AND r.test_id IN (SELECT test_id FROM candidates)
-),
-finals AS MATERIALIZED (SELECT * FROM attempts WHERE final AND decided),
-flips AS (
-    SELECT test_id, count(*) FILTER (WHERE bad != previous) AS flips
-    FROM (SELECT test_id, bad,
-                 lag(bad) OVER (PARTITION BY test_id ORDER BY started_at, sid) AS previous
-          FROM finals)
-    GROUP BY test_id
-),
-commits AS (
-    SELECT test_id, count(*) AS same_commit
-    FROM (SELECT test_id FROM finals GROUP BY test_id, "commit"
-          HAVING bool_or(bad) AND bool_or(NOT bad))
-    GROUP BY test_id
-),
-reruns AS (
-    SELECT a.test_id, count(DISTINCT a.sid) AS flaky_in_run
-    FROM attempts a JOIN finals f ON a.test_id = f.test_id AND a.sid = f.sid
-    WHERE NOT a.final AND a.bad AND NOT f.bad
-    GROUP BY a.test_id
-),
-stats AS (
-    SELECT test_id, count(*) AS runs, count(*) FILTER (WHERE bad) AS failures,
-           max(started_at) FILTER (WHERE bad) AS last_failure,
-           arg_max(run_id, started_at) FILTER (WHERE bad) AS last_failure_run,
-           (list(run_id ORDER BY started_at DESC) FILTER (WHERE bad))[1:5] AS failing_runs
-    FROM finals GROUP BY test_id
+, per_test AS (
+    SELECT test_id, sum(runs) AS runs, sum(failures) AS failures, sum(flips) AS flips,
+           sum(greatest(runs - 1, 0)) AS possible_flips, sum(episodes) AS episodes,
+           sum(same_commit) AS same_commit, sum(flaky_in_run) AS flaky_in_run,
+           arg_max(last_failure_sid, last_failure_at) AS last_failure_sid,
+           list_reverse_sort(flatten(list(failing_sids)))[1:5] AS failing_sids
+    FROM streams GROUP BY test_id
 )
-SELECT t.nodeid, s.runs, s.failures, s.failures / s.runs AS fail_rate,
-       coalesce(f.flips, 0) AS flips,
-       CASE WHEN s.runs > 1 THEN coalesce(f.flips, 0) / (s.runs - 1) ELSE 0 END AS flip_rate,
-       coalesce(c.same_commit, 0) AS same_commit, coalesce(x.flaky_in_run, 0) AS flaky_in_run,
-       s.last_failure, s.last_failure_run, s.failing_runs
-FROM stats s JOIN tests t USING (test_id)
-LEFT JOIN flips f USING (test_id)
-LEFT JOIN commits c USING (test_id)
-LEFT JOIN reruns x USING (test_id)
-WHERE (s.failures > 0 AND s.failures < s.runs) OR coalesce(x.flaky_in_run, 0) > 0
-ORDER BY (coalesce(c.same_commit, 0) + coalesce(x.flaky_in_run, 0) > 0) DESC,
-         flip_rate DESC, fail_rate DESC, t.nodeid
-LIMIT ?
+SELECT t.nodeid, p.runs, p.failures, p.failures / p.runs AS fail_rate, p.flips,
+       coalesce(p.flips / nullif(p.possible_flips, 0), 0) AS flip_rate,
+       p.same_commit, p.flaky_in_run, p.episodes, p.last_failure_sid, p.failing_sids
+FROM per_test p JOIN tests t USING (test_id)
+WHERE p.runs > 0 AND {rule}
+ORDER BY (p.same_commit + p.flaky_in_run > 0) DESC, flip_rate DESC, fail_rate DESC, t.nodeid
+LIMIT $limit
 """
 
 
+def run_labels(cur: duckdb.DuckDBPyConnection, sids: set[int]) -> dict[int, tuple[str, str]]:
+    """Session serials → (run id, when the run started), for the runs named in answers."""
+    if not sids:
+        return {}
+    found = cur.execute(
+        "SELECT s.sid, s.id::VARCHAR, u.started_at FROM sessions s JOIN runs u USING (sid)"
+        " WHERE s.sid IN (SELECT unnest(?::INTEGER[]))",
+        [sorted(sids)],
+    ).fetchall()
+    return {int(sid): (run_id, iso(started) or "") for sid, run_id, started in found}
+
+
 def flaky_tests(
-    cur: duckdb.DuckDBPyConnection, window: Window, *, limit: int = 50
+    cur: duckdb.DuckDBPyConnection,
+    window: Window,
+    *,
+    limit: int = 50,
+    rollups: bool | None = None,
 ) -> list[FlakyTest]:
     """The flakiest tests of a window of runs, definitive evidence first."""
     if window.empty:
         return []
-    where, where_params = window.where()
-    params: list[Any] = [window.sids, *where_params, *where_params, limit]
+    cte, params = streams_cte(window, rollups=rollups)
+    sql = cte + _SQL.replace("{rule}", FLAKY_RULE)
+    found = rows(cur.execute(sql, {**params, "limit": limit}))
+    sids = {r["last_failure_sid"] for r in found if r["last_failure_sid"] is not None}
+    sids |= {sid for r in found for sid in r["failing_sids"]}
+    runs = run_labels(cur, sids)
+
+    def run(sid: Any) -> tuple[str, str] | None:
+        return runs.get(sid) if sid is not None else None
+
     return [
         FlakyTest(
-            nodeid=row[0],
-            runs=row[1],
-            failures=row[2],
-            fail_rate=row[3],
-            flips=row[4],
-            flip_rate=row[5],
-            same_commit=row[6],
-            flaky_in_run=row[7],
-            last_failure=iso(row[8]),
-            last_failure_run=row[9],
-            failing_runs=list(row[10] or []),
+            nodeid=r["nodeid"],
+            runs=r["runs"],
+            failures=r["failures"],
+            fail_rate=r["fail_rate"],
+            flips=r["flips"],
+            flip_rate=r["flip_rate"],
+            same_commit=r["same_commit"],
+            flaky_in_run=r["flaky_in_run"],
+            episodes=r["episodes"],
+            evidence=evidence_of(r["same_commit"], r["flaky_in_run"], r["episodes"]),
+            last_failure=(last := run(r["last_failure_sid"])) and last[1],
+            last_failure_run=last and last[0],
+            failing_runs=[runs[sid][0] for sid in r["failing_sids"] if sid in runs],
         )
-        for row in cur.execute(_SQL.replace("{window}", where), params).fetchall()
+        for r in found
     ]

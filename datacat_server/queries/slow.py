@@ -12,7 +12,9 @@ from typing import Any
 import duckdb
 import msgspec
 
+from datacat_server.queries.streams import buckets_cte, streams_cte
 from datacat_server.queries.window import Window
+from datacat_server.store.rollups import bucket_value_sql
 
 __all__ = ["DEFAULT_MIN_SECONDS", "Regression", "SlowTest", "regressions", "slow_tests"]
 
@@ -66,16 +68,64 @@ LIMIT ?
 _ORDERS = {"p95": "p95", "p50": "p50", "max": "p.max", "total": "p.total"}
 
 
+# Over the whole history: counts, totals and maxima from the rollups, quantiles from
+# their duration histograms (nearest rank, within half a bucket: 2.5 %).
+_SLOW_WHOLE = """
+, per_test AS (
+    SELECT test_id, sum(timed) AS runs, sum(total) AS total, max(longest) AS max
+    FROM streams GROUP BY test_id HAVING sum(timed) > 0
+),
+cum AS (
+    SELECT test_id, bucket, sum(n) OVER (PARTITION BY test_id ORDER BY bucket) AS below,
+           sum(n) OVER (PARTITION BY test_id) AS n
+    FROM buckets
+),
+q AS (
+    SELECT test_id, min(bucket) FILTER (WHERE below >= 0.5 * n) AS b50,
+           min(bucket) FILTER (WHERE below >= 0.95 * n) AS b95
+    FROM cum GROUP BY test_id
+),
+ranked AS (
+    SELECT t.nodeid, p.runs, least({p50}, p.max) AS p50, least({p95}, p.max) AS p95, p.max,
+           p.total,
+           p.total / nullif(sum(p.total) OVER (), 0) AS share
+    FROM per_test p JOIN q USING (test_id) JOIN tests t USING (test_id)
+)
+SELECT * FROM ranked ORDER BY {order} DESC, nodeid LIMIT $limit
+"""
+
+
 def slow_tests(
-    cur: duckdb.DuckDBPyConnection, window: Window, *, order: str = "p95", limit: int = 50
+    cur: duckdb.DuckDBPyConnection,
+    window: Window,
+    *,
+    order: str = "p95",
+    limit: int = 50,
+    rollups: bool | None = None,
 ) -> list[SlowTest]:
     """The slowest tests of a window, by ``order`` (p95, p50, max or total)."""
     if window.empty:
         return []
-    where, params = window.where()
+    if rollups if rollups is not None else window.reads_rollups:
+        streams, params = streams_cte(window, rollups=True)
+        buckets, more = buckets_cte(window)
+        sql = (
+            streams
+            + ", "
+            + buckets.strip().removeprefix("WITH")
+            + _SLOW_WHOLE.replace("{p50}", bucket_value_sql("q.b50"))
+            .replace("{p95}", bucket_value_sql("q.b95"))
+            .replace("{order}", _ORDERS_WHOLE.get(order, "p95"))
+        )
+        found = cur.execute(sql, {**params, **more, "limit": limit}).fetchall()
+        return [SlowTest(*row) for row in found]
+    where, params_list = window.where()
     sql = _SLOW.replace("{order}", _ORDERS.get(order, "p95")).replace("{window}", where)
-    rows = cur.execute(sql, [*params, limit]).fetchall()
-    return [SlowTest(*row) for row in rows]
+    found = cur.execute(sql, [*params_list, limit]).fetchall()
+    return [SlowTest(*row) for row in found]
+
+
+_ORDERS_WHOLE = {"p95": "p95", "p50": "p50", "max": "max", "total": "total"}
 
 
 _REGRESSIONS = """

@@ -13,20 +13,38 @@ import dataclasses
 
 import duckdb
 
-__all__ = ["Window", "default_project", "projects", "recent_runs"]
+__all__ = ["ROLLUP_MIN_RUNS", "Window", "default_project", "projects", "recent_runs"]
+
+
+#: Whole histories longer than this many runs are read from the rollups.
+ROLLUP_MIN_RUNS = 200
 
 
 @dataclasses.dataclass(frozen=True)
 class Window:
-    """A set of runs (by session serial), and the range that holds them."""
+    """A set of runs (by session serial), and the range that holds them.
+
+    ``whole`` says the window holds every run of its project (and branch): insights
+    then read the per-test rollups instead of the results (`queries/streams.py`).
+    """
 
     sids: list[int]
     lo: int
     hi: int
+    project: str | None = None
+    branch: str | None = None
+    whole: bool = False
 
     @property
     def empty(self) -> bool:
         return not self.sids
+
+    @property
+    def reads_rollups(self) -> bool:
+        """Whether insights over this window read the rollups: it holds every run of
+        its project, and more of them than a default window (below that, reading the
+        results costs no more and gives exact quantiles)."""
+        return self.whole and len(self.sids) > ROLLUP_MIN_RUNS
 
     def where(self, alias: str = "r") -> tuple[str, list[object]]:
         """SQL selecting the rows of ``alias`` (a table with ``sid``) in the window.
@@ -40,6 +58,15 @@ class Window:
             f"{alias}.sid BETWEEN ? AND ? AND {alias}.sid IN (SELECT unnest(?::INTEGER[]))",
             [self.lo, self.hi, self.sids],
         )
+
+    def sql(self, alias: str = "r") -> str:
+        """`where` with the serials written in (they are integers the store made), for
+        statements that take named parameters."""
+        lo, hi = int(self.lo), int(self.hi)
+        if len(self.sids) == hi - lo + 1:
+            return f"{alias}.sid BETWEEN {lo} AND {hi}"
+        listed = ", ".join(str(int(sid)) for sid in self.sids)
+        return f"{alias}.sid BETWEEN {lo} AND {hi} AND {alias}.sid IN ({listed})"
 
 
 def recent_runs(
@@ -59,10 +86,17 @@ def recent_runs(
     rows = cur.execute(
         f"SELECT sid FROM runs WHERE {' AND '.join(where)}"
         " ORDER BY received_at DESC, sid DESC LIMIT ?",
-        [*params, runs],
+        [*params, runs + 1],
     ).fetchall()
-    sids = [int(row[0]) for row in rows]
-    return Window(sids, min(sids, default=0), max(sids, default=-1))
+    sids = [int(row[0]) for row in rows[:runs]]
+    return Window(
+        sids,
+        min(sids, default=0),
+        max(sids, default=-1),
+        project=project,
+        branch=branch or None,
+        whole=project is not None and len(rows) <= runs,
+    )
 
 
 def projects(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str]]]:

@@ -14,6 +14,7 @@ import duckdb
 from datacat_client import wire
 from datacat_server.store.database import Database
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
+from datacat_server.store.rollups import Folder, fold
 from datacat_server.store.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Store:
         soft_flush_interval: float = 0.5,
         memory_limit: str = "2GB",
         clock: Callable[[], float] = time.time,
+        fold_rows: int = 50_000,
+        fold_seconds: float = 10.0,
     ) -> None:
         self.clock = clock
         self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
@@ -41,7 +44,9 @@ class Store:
         except Exception:
             self.db.close()
             raise
+        self.folder = Folder(self.db.new_cursor, rows=fold_rows, seconds=fold_seconds)
         self.writer.start()
+        self.folder.start()
 
     async def write(
         self,
@@ -76,13 +81,24 @@ class Store:
         ).result()
         if result.sessions:
             self.writer.maintain(lambda cur: cur.execute("CHECKPOINT"), transaction=False).result()
+            self.folder.wake()  # the rollups were reset with the deletion: rebuild them
         return result
+
+    def fold_rollups(self) -> None:
+        """Fold every result stored so far into the rollups now (tests, benchmarks)."""
+        cur = self.db.new_cursor()
+        try:
+            while fold(cur, max_rows=1_000_000).more:
+                pass
+        finally:
+            cur.close()
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's read cursor."""
         return self.db.reader()
 
     def close(self) -> None:
+        self.folder.stop()
         self.writer.stop()
         self.db.close()
 

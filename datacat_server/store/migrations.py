@@ -102,9 +102,19 @@ _V2 = (
     *tables.METRIC_LOG.add_columns("unit", "kind"),
 )
 
+
+def _build_rollups(con: duckdb.DuckDBPyConnection) -> None:
+    from datacat_server.store.rollups import fold_in_transaction
+
+    fold_in_transaction(con)
+
+
+_V3 = tuple(table.ddl() for table in tables.DERIVED)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "server receive times, result store order, metric units, partial runs", _V2),
+    Migration(3, "per-test rollups, built from the results stored so far", _V3, _build_rollups),
 )
 
 

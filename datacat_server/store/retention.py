@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import duckdb
 import msgspec
 
+from datacat_server.store import rollups
 from datacat_server.store.tables import TABLES
 
 __all__ = ["RetentionPolicy", "RetentionResult", "delete_old"]
@@ -98,4 +99,8 @@ def delete_old(
         deleted = done.fetchall()
         rows[table.name] = int(deleted[0][0]) if deleted else 0
     cur.execute("DROP TABLE _expired")
+    if expired[0]:
+        # Rollups cannot take results back out: start them again (the writer's folder
+        # rebuilds them; answers stay exact meanwhile, from the results themselves).
+        rollups.reset(cur)
     return RetentionResult(int(expired[0]), rows)

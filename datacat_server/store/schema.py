@@ -40,15 +40,16 @@ WHERE d.exc_type IS NOT NULL AND r.outcome IN ('failed', 'error')
 
 _METRICS_VIEW = """
 CREATE OR REPLACE VIEW metrics AS
-SELECT s.id AS session_id, m.sid, m.seq, m.ts AS timestamp, m.name, m.value, m.tags
+SELECT s.id AS session_id, m.sid, m.seq, m.ts AS timestamp, m.name, m.value, m.tags, m.unit,
+       m.kind
 FROM metric_log m JOIN sessions s USING (sid)
 UNION ALL
 SELECT s.id, r.sid, r.seq, coalesce(r.stopped_at, r.started_at, s.created_at), u.name, u.value,
-       ['nodeid=' || t.nodeid, 'outcome=' || r.outcome::VARCHAR]
+       ['nodeid=' || t.nodeid, 'outcome=' || r.outcome::VARCHAR], u.unit, 'gauge'
 FROM results r JOIN tests t USING (test_id) JOIN sessions s USING (sid),
-     LATERAL (VALUES ('test_duration', r.duration),
-                     ('test_cpu_time', r.cpu_time),
-                     ('test_rss_delta', r.rss_delta::DOUBLE)) u(name, value)
+     LATERAL (VALUES ('test_duration', r.duration, 's'),
+                     ('test_cpu_time', r.cpu_time, 's'),
+                     ('test_rss_delta', r.rss_delta::DOUBLE, 'bytes')) u(name, value, unit)
 WHERE u.value IS NOT NULL
 """
 

@@ -26,15 +26,19 @@ import duckdb
 import pyarrow as pa
 
 __all__ = [
+    "DERIVED",
+    "DURATION_BUCKETS",
     "EVENT_LOG",
     "METRIC_LOG",
     "RESULTS",
     "RESULT_DETAILS",
+    "ROLLUP_STATE",
     "RUNS",
     "SESSIONS",
     "STATE_UPDATES",
     "TABLES",
     "TESTS",
+    "TEST_ROLLUPS",
     "Column",
     "Limit",
     "Source",
@@ -469,3 +473,75 @@ TABLES: tuple[Table, ...] = (
     RESULT_DETAILS,
     RUNS,
 )
+
+
+# -- rollups: derived from `results` (store/rollups.py), never sent by a client ----------
+
+_R = Source.DERIVED
+
+
+def _counter(name: str, doc: str) -> Column:
+    return Column(name, "BIGINT", nullable=False, source=_R, default="0", doc=doc)
+
+
+TEST_ROLLUPS = Table(
+    "test_rollups",
+    (
+        Column("test_id", "INTEGER", nullable=False, source=_R),
+        Column("branch", "VARCHAR", nullable=False, source=_R, doc="'' for runs on no branch."),
+        _counter("runs", "Final results that passed, failed or errored."),
+        _counter("failures", "Of those, failed or errored."),
+        _counter("flips", "Changes between consecutive results, in the order stored."),
+        _counter("episodes", "Failures that follow a pass (or start the history)."),
+        Column("first_bad", "BOOLEAN", nullable=False, source=_R, default="false"),
+        Column("last_bad", "BOOLEAN", nullable=False, source=_R, default="false"),
+        _counter("streak", "Failures since the last pass."),
+        Column("streak_sid", "INTEGER", source=_R, doc="The run the streak started in."),
+        _counter("flaky_in_run", "Runs in which it passed when rerun."),
+        _counter("same_commit", "Commits on which it both passed and failed."),
+        Column("last_failure_sid", "INTEGER", source=_R),
+        Column("last_failure_at", "TIMESTAMP", source=_R),
+        Column("last_at", "TIMESTAMP", source=_R, doc="When its newest result was stored."),
+        Column(
+            "failing_sids",
+            "INTEGER[]",
+            nullable=False,
+            source=_R,
+            default="[]",
+            doc="The five newest runs it failed in.",
+        ),
+        _counter("timed", "Final results of any outcome: what durations are over."),
+        Column("total", "DOUBLE", nullable=False, source=_R, default="0"),
+        Column("longest", "DOUBLE", nullable=False, source=_R, default="0"),
+    ),
+    "Per test and branch, its results folded up to `rollup_state.folded_until`.",
+)
+
+DURATION_BUCKETS = Table(
+    "duration_buckets",
+    (
+        Column("test_id", "INTEGER", nullable=False, source=_R),
+        Column("branch", "VARCHAR", nullable=False, source=_R),
+        Column("bucket", "SMALLINT", nullable=False, source=_R, doc="round(log_1.05(seconds))"),
+        _counter("n", "Results whose duration falls in the bucket."),
+    ),
+    "Per test and branch, a histogram of durations (quantiles within 2.5 %).",
+)
+
+ROLLUP_STATE = Table(
+    "rollup_state",
+    (
+        Column(
+            "folded_until",
+            "TIMESTAMP",
+            nullable=False,
+            source=_R,
+            doc="Results stored at or before this are in the rollups; later ones are"
+            " folded in when read.",
+        ),
+    ),
+    "One row: how far the rollups have folded.",
+)
+
+#: Tables the writer derives from the base tables.
+DERIVED: tuple[Table, ...] = (TEST_ROLLUPS, DURATION_BUCKETS, ROLLUP_STATE)

@@ -1,0 +1,86 @@
+"""Each test's stream of results, aggregated per test and branch (see
+`datacat_server.store.rollups` for what a stream is and which aggregates it has).
+
+Over a window of runs the aggregates come from the window's results. Over a window that
+holds every run of a long history (`Window.reads_rollups`) they come from the rollups,
+merged with the results stored since the rollups were last folded: the same numbers
+(quantiles within 2.5 %), without reading the whole history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datacat_server.queries.window import Window
+from datacat_server.store.rollups import (
+    durations_sql,
+    finals_sql,
+    merge_sql,
+    same_commit_delta_sql,
+    same_commit_sql,
+    stream_sql,
+)
+
+__all__ = ["buckets_cte", "streams_cte"]
+
+
+def _scope(window: Window, alias: str = "") -> str:
+    """The rollup rows of the window's project (and branch)."""
+    prefix = f"{alias}." if alias else ""
+    where = f"{prefix}test_id IN (SELECT test_id FROM tests WHERE project = $project)"
+    if window.branch:
+        where += f" AND {prefix}branch = $branch"
+    return where
+
+
+def _params(window: Window, sql: str) -> dict[str, Any]:
+    values = {"project": window.project, "branch": window.branch}
+    return {k: v for k, v in values.items() if f"${k}" in sql}
+
+
+def streams_cte(window: Window, *, rollups: bool | None = None) -> tuple[str, dict[str, Any]]:
+    """A ``WITH`` clause ending in a CTE ``streams``: one row per test and branch of the
+    window, with every stream aggregate and ``same_commit``; and its parameters.
+
+    ``rollups`` forces a path (tests compare them); by default the whole history reads
+    the rollups and a smaller window its results.
+    """
+    if rollups if rollups is not None else window.reads_rollups:
+        watermark = "(SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state)"
+        sql = f"""
+        WITH f AS ({finals_sql(f"r.stored_at > {watermark}")}),
+        {stream_sql("f")},
+        delta AS ({same_commit_delta_sql(watermark)}),
+        merged AS ({merge_sql("test_rollups", "stream", "delta")}),
+        streams AS (SELECT * FROM merged WHERE {_scope(window)})
+        """
+    else:
+        sql = f"""
+        WITH f AS ({finals_sql(window.sql("r"))}),
+        {stream_sql("f")},
+        commits AS ({same_commit_sql("f")}),
+        streams AS (
+            SELECT s.*, coalesce(c.same_commit, 0) AS same_commit
+            FROM stream s LEFT JOIN commits c USING (test_id, branch)
+        )
+        """
+    return sql, _params(window, sql)
+
+
+def buckets_cte(window: Window) -> tuple[str, dict[str, Any]]:
+    """A ``WITH`` clause ending in a CTE ``buckets``: per test (all the window's
+    branches together) and duration bucket, how many results; over the whole history,
+    from the rollups and the tail."""
+    watermark = "(SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state)"
+    sql = f"""
+    WITH tail AS ({finals_sql(f"r.stored_at > {watermark}")}),
+    fresh AS ({durations_sql("tail")}),
+    buckets AS (
+        SELECT test_id, bucket, sum(n) AS n FROM (
+            SELECT test_id, branch, bucket, n FROM duration_buckets
+            UNION ALL SELECT test_id, branch, bucket, n FROM fresh
+        ) WHERE {_scope(window)}
+        GROUP BY test_id, bucket
+    )
+    """
+    return sql, _params(window, sql)
