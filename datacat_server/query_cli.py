@@ -176,7 +176,11 @@ def run_query(
         return 1
     data = answer if isinstance(answer, bytes) else _render(answer, fmt).encode()
     if output is not None:
-        output.write_bytes(data)
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            sys.stderr.write(f"datacat query: cannot write {output}: {exc.strerror or exc}\n")
+            return 1
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -198,6 +198,25 @@ def test_parquet_to_a_file_from_the_database_and_through_a_server(
         assert as_csv.read_text().splitlines() == ["name,n", "e,3"]
 
 
+def test_an_output_file_that_cannot_be_written_is_one_line(tmp_path: Path, filled_db: Path) -> None:
+    target = tmp_path / "no" / "such" / "dir.parquet"
+    done = datacat(
+        "query",
+        "SELECT 1",
+        "--db",
+        str(filled_db),
+        "--format",
+        "parquet",
+        "--output",
+        str(target),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1] == (
+        f"datacat query: cannot write {target}: No such file or directory"
+    )
+
+
 def test_parquet_to_a_terminal_is_refused(tmp_path: Path, filled_db: Path) -> None:
     leader, follower = pty.openpty()
     try:
