@@ -9,6 +9,6 @@ Mount it with the plugin, or take its parts::
 
 from __future__ import annotations
 
-from dashboard._mount import DashboardPlugin, page_router, static_router, template_config
+from dashboard._mount import DashboardPlugin, asset, page_router, static_router, template_config
 
-__all__ = ["DashboardPlugin", "page_router", "static_router", "template_config"]
+__all__ = ["DashboardPlugin", "asset", "page_router", "static_router", "template_config"]

@@ -13,10 +13,10 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import Scope
 
-from dashboard import DashboardPlugin
+from dashboard import DashboardPlugin, asset
 from datacat_server import __version__
 from datacat_server.api.admin import AdminController
 from datacat_server.api.deps import DEPENDENCIES
@@ -80,7 +80,7 @@ def create_app(
         title="DataCat",
         version=__version__,
         description="Test telemetry: sessions, state, events, metrics and test results.",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        render_plugins=[_api_docs()],
         # The schema is a read like any other: it needs a token when tokens are set.
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False),
     )
@@ -124,6 +124,17 @@ def create_app(
     )
     document_errors(app)
     return app
+
+
+def _api_docs() -> SwaggerRenderPlugin:
+    """Swagger UI at ``/schema``, from the dashboard's vendored copy: the docs work offline
+    (Litestar's default loads it, and Scalar, from a CDN)."""
+    return SwaggerRenderPlugin(
+        js_url=asset("vendor/swagger-ui/swagger-ui-bundle.js"),
+        css_url=asset("vendor/swagger-ui/swagger-ui.css"),
+        standalone_preset_js_url=asset("vendor/swagger-ui/swagger-ui-standalone-preset.js"),
+        favicon=f'<link rel="icon" type="image/svg+xml" href="{asset("favicon.svg")}">',
+    )
 
 
 async def _retain(store: Store, policy: RetentionPolicy, interval: float) -> None:

@@ -31,7 +31,7 @@ def _require_server_extra(command: str) -> None:
         sys.stderr.write(
             f"datacat {command} needs the server's dependencies, which are not installed"
             f" (missing: {', '.join(missing)}).\n"
-            "Install them with:  pip install 'datacat[server]'\n"
+            "Install them with:  pip install 'pytest-datacat[server]'\n"
         )
         raise SystemExit(2)
 
@@ -43,7 +43,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from datacat_server.app import create_app
     from datacat_server.auth import TokenConfigError, load_tokens
     from datacat_server.errors import StoreError
-    from datacat_server.http_head import bounded_head_protocol
+    from datacat_server.http_head import bounded_protocol
+    from datacat_server.port import PortUnavailable, check_port
     from datacat_server.settings import Settings
     from datacat_server.store import open_store
 
@@ -67,6 +68,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             " --allow-anonymous to accept the risk.\n"
         )
         return 2
+    try:
+        check_port(settings.host, settings.port)  # before the store: a busy port creates nothing
+    except PortUnavailable as exc:
+        sys.stderr.write(f"datacat serve: {exc}\n")
+        return 1
     try:
         store = open_store(settings)
     except StoreError as exc:
@@ -93,7 +99,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=args.access_log,
             timeout_graceful_shutdown=10,
-            http=bounded_head_protocol(settings.max_head_bytes),
+            http=bounded_protocol(settings),
         )
     finally:
         store.close()
@@ -127,8 +133,9 @@ def _cmd_token(args: argparse.Namespace) -> int:
 def _cmd_retention(args: argparse.Namespace) -> int:
     import httpx
 
-    url = (args.url or os.environ.get("DATACAT_URL") or "http://127.0.0.1:8080").rstrip("/")
-    token = args.token or os.environ.get("DATACAT_TOKEN")
+    from datacat_client._config import resolve_base_url, resolve_token
+
+    url, token = resolve_base_url(args.url), resolve_token(args.token)
     body = {"days": args.days, "project": args.project} if args.days is not None else None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -171,6 +178,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         db=args.db,
         fmt=args.format,
         max_rows=args.max_rows,
+        output=args.output,
     )
 
 
@@ -190,6 +198,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from datacat_client._config import DEFAULT_BASE_URL
+
+    url_help = f"server URL (default: DATACAT_URL, else {DEFAULT_BASE_URL})"
     parser = argparse.ArgumentParser(
         prog="datacat",
         description="DataCat: test telemetry with a Litestar + DuckDB server.",
@@ -238,9 +249,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="spool directory (default: DATACAT_SPOOL_DIR, else ~/.cache/datacat/spool)",
     )
-    upload.add_argument(
-        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
-    )
+    upload.add_argument("--url", default=None, help=url_help)
     upload.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
     upload.set_defaults(func=_cmd_upload)
 
@@ -249,24 +258,29 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run one read-only SQL query against the store",
         description="Run one read-only SQL statement (SELECT, WITH, FROM, DESCRIBE, SHOW,"
         " SUMMARIZE, EXPLAIN). It goes through a running server (only one process can"
-        " open the DuckDB file); when none answers, the file is opened directly.",
+        " open the DuckDB file); when none answers, the file is read directly, and its"
+        " path said on stderr.",
         epilog='Example: datacat query "SELECT nodeid, avg(duration) FROM test_results'
         ' GROUP BY 1 ORDER BY 2 DESC LIMIT 10"',
     )
     query.add_argument("sql", help="the SQL statement")
     query.add_argument(
-        "--format", choices=["table", "csv", "json"], default="table", help="output (table)"
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="output (table); parquet is binary, so it needs --output or a redirection",
     )
     query.add_argument(
-        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
+        "--output", type=Path, default=None, help="write to this file (default: standard output)"
     )
+    query.add_argument("--url", default=None, help=url_help)
     query.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
     query.add_argument(
         "--db",
         type=Path,
         default=None,
-        help="query this file directly, without a server (default when no server answers:"
-        " DATACAT_DB, else ./datacat.duckdb)",
+        help="read this file directly, without a server (default when no server answers:"
+        " DATACAT_DB, else ./datacat.duckdb, as for serve)",
     )
     query.add_argument("--max-rows", type=int, default=10_000, help="most rows shown (10000)")
     query.set_defaults(func=_cmd_query)
@@ -311,9 +325,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     retention.add_argument("--days", type=float, default=None, help="keep this many days")
     retention.add_argument("--project", default=None, help="only this project")
-    retention.add_argument(
-        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
-    )
+    retention.add_argument("--url", default=None, help=url_help)
     retention.add_argument("--token", default=None, help="admin token (default: DATACAT_TOKEN)")
     retention.set_defaults(func=_cmd_retention)
     return parser

@@ -117,7 +117,8 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
     import uvicorn
 
     from datacat_server.app import create_app
-    from datacat_server.http_head import bounded_head_protocol
+    from datacat_server.http_head import bounded_protocol
+    from datacat_server.port import PortUnavailable, check_port
     from datacat_server.settings import Settings
     from datacat_server.store import open_store
 
@@ -128,6 +129,12 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
     if suite is None:
         sys.stderr.write("datacat demo: the sample suite is not installed with this copy\n")
         return 2
+    try:
+        # Before the store: else the sample runs would go to whatever answers there.
+        check_port(host, port)
+    except PortUnavailable as exc:
+        sys.stderr.write(f"datacat demo: {exc}\n")
+        return 1
     settings = Settings(db_path=db, host=host, port=port)
     store = open_store(settings)
     server = uvicorn.Server(
@@ -136,7 +143,7 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
             host=host,
             port=port,
             log_level="warning",
-            http=bounded_head_protocol(settings.max_head_bytes),
+            http=bounded_protocol(settings),
         )
     )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -144,8 +151,11 @@ def run_demo(db: Path, *, runs: int, host: str, port: int) -> int:
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+        if not server.started:
+            sys.stderr.write(f"datacat demo: the server did not start on {url}\n")
+            return 1
         spool = db.parent / f".{db.name}.spool"
         print(f"DataCat demo: filling {db} …", flush=True)
         started = time.monotonic()

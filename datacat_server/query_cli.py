@@ -22,14 +22,18 @@ class QueryFailed(Exception):
     """The query could not run; the message says why."""
 
 
-def _via_server(url: str, token: str | None, sql: str, max_rows: int) -> dict[str, Any] | None:
-    """The server's answer, or None when no server answers at ``url``."""
+def _via_server(
+    url: str, token: str | None, sql: str, max_rows: int, fmt: str
+) -> dict[str, Any] | bytes | None:
+    """The server's answer (Parquet bytes, else the JSON result), or None when no server
+    answers at ``url``."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         answer = httpx.post(
-            f"{url.rstrip('/')}/api/sql",
+            f"{url}/api/sql",
+            params={"format": "parquet"} if fmt == "parquet" else None,
             json={"sql": sql, "max_rows": max_rows},
             headers=headers,
             timeout=120,
@@ -42,25 +46,32 @@ def _via_server(url: str, token: str | None, sql: str, max_rows: int) -> dict[st
         except ValueError:
             detail = answer.text
         raise QueryFailed(f"{answer.status_code}: {detail}")
+    if fmt == "parquet":
+        return answer.content
     result: dict[str, Any] = answer.json()
     return result
 
 
-def _on_file(path: Path, sql: str, max_rows: int, timeout: float) -> dict[str, Any]:
+def _on_file(
+    path: Path, sql: str, max_rows: int, timeout: float, fmt: str
+) -> dict[str, Any] | bytes:
     try:
         import duckdb
     except ImportError:
         raise QueryFailed(
-            "no server answers, and opening the database file directly needs the server's"
-            " dependencies: pip install 'datacat[server]' (or point --url at a server)"
+            "no server answers, and reading the database file directly needs the server's"
+            " dependencies: pip install 'pytest-datacat[server]' (or point --url at a server)"
         ) from None
 
     from datacat_server.errors import InvalidInputError
-    from datacat_server.queries.sql import run_readonly
+    from datacat_server.queries.sql import run_readonly, to_parquet
     from datacat_server.store.database import lock_down
 
-    if not path.exists():
-        raise QueryFailed(f"no server answers and there is no database at {path}")
+    if not path.is_file():
+        raise QueryFailed(
+            f"there is no database at {path}: name one with --db or DATACAT_DB, or start"
+            " its server (datacat serve --db FILE) and point --url at it"
+        )
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as exc:
@@ -76,6 +87,8 @@ def _on_file(path: Path, sql: str, max_rows: int, timeout: float) -> dict[str, A
             raise QueryFailed(str(exc)) from None
     finally:
         con.close()
+    if fmt == "parquet":
+        return to_parquet(result)
     return {
         "columns": result.columns,
         "types": result.types,
@@ -121,6 +134,13 @@ def _render(result: dict[str, Any], fmt: str) -> str:
     return _table(result)
 
 
+def _database_path(db: Path | None) -> Path:
+    """``--db``, else ``DATACAT_DB``, else the file `datacat serve` opens by default."""
+    from datacat_server.settings import Settings
+
+    return db or Path(os.environ.get("DATACAT_DB") or Settings.db_path)
+
+
 def run_query(
     sql: str,
     *,
@@ -129,18 +149,39 @@ def run_query(
     db: Path | None,
     fmt: str,
     max_rows: int,
+    output: Path | None = None,
     timeout: float = 60.0,
 ) -> int:
-    """Run ``sql``, print it in ``fmt`` (table, csv, json); the command's exit status."""
-    url = url or os.environ.get("DATACAT_URL") or "http://127.0.0.1:8080"
-    token = token or os.environ.get("DATACAT_TOKEN")
+    """Run ``sql`` and write it in ``fmt`` (table, csv, json, parquet) to ``output`` or
+    standard output; the command's exit status. Parquet is refused to a terminal."""
+    from datacat_client._config import resolve_base_url, resolve_token
+
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        sys.stderr.write(
+            "datacat query: Parquet is binary; write it to a file with --output FILE\n"
+        )
+        return 2
+    url = resolve_base_url(url)
     try:
-        result = None if db is not None else _via_server(url, token, sql, max_rows)
-        if result is None:
-            path = db or Path(os.environ.get("DATACAT_DB") or "datacat.duckdb")
-            result = _on_file(path, sql, max_rows, timeout)
+        answer = (
+            None if db is not None else _via_server(url, resolve_token(token), sql, max_rows, fmt)
+        )
+        if answer is None:
+            path = _database_path(db)
+            unreachable = "" if db is not None else f"no server answers at {url}; "
+            sys.stderr.write(f"datacat query: {unreachable}reading {path.resolve()}\n")
+            answer = _on_file(path, sql, max_rows, timeout, fmt)
     except QueryFailed as exc:
         sys.stderr.write(f"datacat query: {exc}\n")
         return 1
-    sys.stdout.write(_render(result, fmt))
+    data = answer if isinstance(answer, bytes) else _render(answer, fmt).encode()
+    if output is not None:
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            sys.stderr.write(f"datacat query: cannot write {output}: {exc.strerror or exc}\n")
+            return 1
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     return 0

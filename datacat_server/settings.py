@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from datacat_server.limits import Limits
 
-__all__ = ["Settings"]
+__all__ = [
+    "DEFAULT_HEAD_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS_PER_ADDRESS",
+    "DEFAULT_MAX_HEAD_BYTES",
+    "Settings",
+]
+
+# -- Connections (`datacat_server.http_head`, used by `datacat serve` and `datacat demo`) --
+#: nginx allows 4 x 8 KB of headers by default, Node.js 16 KB: 64 KB is generous.
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+#: Seconds a request line and its headers may take to arrive (nginx: 60, Apache: 20-40).
+DEFAULT_HEAD_TIMEOUT = 10.0
+#: Connections one client address may hold open at once (browsers open at most 6).
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
 
 
 def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -47,8 +61,14 @@ class Settings:
     soft_flush_interval: float = 0.5
     #: Largest request body, in bytes (413 beyond it).
     max_body_size: int = 50_000_000
-    #: Largest request line plus headers, in bytes (431 beyond it; `datacat serve`).
-    max_head_bytes: int = 64 * 1024
+    #: Connections (`datacat serve`): the largest request line plus headers, in bytes
+    #: (431 beyond it); the seconds they may take to arrive, from the connection's
+    #: start or the end of the previous answer (then the connection is closed, with a
+    #: 408 if part of a head came); the connections one address may hold open (more are
+    #: closed at once; 0: no limit).
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
     #: Records per ingest batch.
     max_batch_records: int = 20_000
     #: Per record (see `datacat_server.api.limits`): names and node ids are refused past
@@ -96,6 +116,10 @@ class Settings:
                 raise ValueError(f"DATACAT_{name.upper()} must be at least 1")
         if self.max_head_bytes < 4096:
             raise ValueError("DATACAT_MAX_HEAD_BYTES must be at least 4096: browsers send more")
+        if not 0 < self.head_timeout < math.inf:
+            raise ValueError("DATACAT_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.max_connections_per_address < 0:
+            raise ValueError("DATACAT_MAX_CONNECTIONS_PER_ADDRESS must be 0 (no limit) or more")
         if self.rate_limit < 0:
             raise ValueError("DATACAT_RATE_LIMIT must be 0 (off) or a positive number")
         if self.rate_limit > 0 and self.rate_burst < 1:
@@ -126,7 +150,11 @@ class Settings:
             "port": _env_int(env, "DATACAT_PORT", 8080),
             "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
             "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
-            "max_head_bytes": _env_int(env, "DATACAT_MAX_HEAD_BYTES", 64 * 1024),
+            "max_head_bytes": _env_int(env, "DATACAT_MAX_HEAD_BYTES", DEFAULT_MAX_HEAD_BYTES),
+            "head_timeout": _env_float(env, "DATACAT_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT),
+            "max_connections_per_address": _env_int(
+                env, "DATACAT_MAX_CONNECTIONS_PER_ADDRESS", DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+            ),
             "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
             "max_name_length": _env_int(env, "DATACAT_MAX_NAME_LENGTH", 1_000),
             "max_nodeid_length": _env_int(env, "DATACAT_MAX_NODEID_LENGTH", 4_000),

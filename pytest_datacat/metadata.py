@@ -1,16 +1,27 @@
-"""What a run is: code version (from CI variables, else git), CI job, platform, pytest."""
+"""What a run is: its project, code version (from CI variables, else git), CI job,
+platform, pytest."""
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import os
 import platform
+import re
 import socket
 import subprocess
+import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["CodeVersion", "RunEnvironment", "ci_info", "collect_environment", "git_info"]
+__all__ = [
+    "CodeVersion",
+    "RunEnvironment",
+    "ci_info",
+    "collect_environment",
+    "default_project",
+    "git_info",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,3 +174,42 @@ def collect_environment(root: Path, env: Mapping[str, str] | None = None) -> Run
         platform=f"{platform.system()}-{platform.release()}-{platform.machine()}",
         hostname=socket.gethostname(),
     )
+
+
+def _pyproject_name(root: Path) -> str:
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    for table in (data.get("project"), data.get("tool", {}).get("poetry")):
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            name: str = table["name"].strip()
+            if name:
+                return name
+    return ""
+
+
+def _setup_cfg_name(root: Path) -> str:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(root / "setup.cfg", encoding="utf-8")
+        return parser.get("metadata", "name", fallback="").strip()
+    except (configparser.Error, UnicodeDecodeError):
+        return ""
+
+
+def _remote_name(root: Path) -> str:
+    """The repository's name in ``origin``'s URL: ``git@host:org/shop.git`` is ``shop``."""
+    url = _git(root, "remote", "get-url", "origin") or ""
+    last = re.split(r"[/:\\]", url.rstrip("/"))[-1]
+    return last.removesuffix(".git")
+
+
+def default_project(root: Path) -> str:
+    """The project a run belongs to when none is given: the name in ``pyproject.toml``
+    (``[project]``, else ``[tool.poetry]``), else in ``setup.cfg`` (``[metadata]``),
+    else the name of the git remote ``origin``'s repository, else ``root``'s name.
+
+    A directory's name is the last resort: an unpacked ``attrs-26.1.0`` or a checkout
+    in ``build-1234`` would make a new project of every version or job."""
+    return _pyproject_name(root) or _setup_cfg_name(root) or _remote_name(root) or root.name

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_datacat.metadata import default_project
+
 __all__ = ["CAPTURE_MODES", "Options", "add_options", "resolve_options"]
 
 CAPTURE_MODES = ("failed", "all", "none")
@@ -63,7 +65,8 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAME",
         help="project the tests belong to (env DATACAT_PROJECT, ini datacat_project;"
-        " default: the rootdir's name).",
+        " default: the name in pyproject.toml or setup.cfg, else the git remote's"
+        " repository, else the rootdir's name).",
     )
     group.addoption(
         "--datacat-label",
@@ -189,7 +192,7 @@ def resolve_options(config: pytest.Config, env: Mapping[str, str] | None = None)
     return Options(
         url=_url(_pick(opt.datacat_url, env, "DATACAT_URL", config.getini("datacat_url"))),
         token=_pick(opt.datacat_token, env, "DATACAT_TOKEN", config.getini("datacat_token")),
-        project=project or Path(str(config.rootpath)).name,
+        project=project or default_project(Path(str(config.rootpath))),
         labels=_labels(opt.datacat_label, env, config.getini("datacat_labels")),
         hang_timeout=_seconds(
             "datacat-hang-timeout",

@@ -41,7 +41,7 @@ def open_chromium(profile: Path, **options: Any) -> Iterator[BrowserContext]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - the dev extra installs it
-        pytest.fail("playwright is missing: pip install 'datacat[dev]'")
+        pytest.fail("playwright is missing: pip install -e '.[dev]'")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile),
