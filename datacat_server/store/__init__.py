@@ -14,7 +14,7 @@ import duckdb
 from datacat_client import wire
 from datacat_server.store.database import Database
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
-from datacat_server.store.rollups import Folder, fold
+from datacat_server.store.rollups import Folder, fold, folding
 from datacat_server.store.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
@@ -76,9 +76,10 @@ class Store:
         """Delete what the policy no longer keeps (by when the server received each
         session), then let DuckDB reuse the space."""
         now = now or dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(tzinfo=None)
-        result: RetentionResult = self.writer.maintain(
-            lambda cur: delete_old(cur, policy, now)
-        ).result()
+        with folding:  # no fold may be halfway through the results being deleted
+            result: RetentionResult = self.writer.maintain(
+                lambda cur: delete_old(cur, policy, now)
+            ).result()
         if result.sessions:
             self.writer.maintain(lambda cur: cur.execute("CHECKPOINT"), transaction=False).result()
             self.folder.wake()  # the rollups were reset with the deletion: rebuild them

@@ -109,7 +109,10 @@ def _build_rollups(con: duckdb.DuckDBPyConnection) -> None:
     fold_in_transaction(con)
 
 
-_V3 = tuple(table.ddl() for table in tables.DERIVED)
+_V3 = (
+    *(table.ddl() for table in tables.DERIVED),
+    "INSERT INTO rollup_state VALUES (TIMESTAMP '1970-01-01')",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),

@@ -30,6 +30,7 @@ import threading
 
 import duckdb
 
+from datacat_server.errors import StoreError
 from datacat_server.store.transactions import transaction
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "durations_sql",
     "finals_sql",
     "fold",
+    "folding",
     "merge_sql",
     "reset",
     "same_commit_delta_sql",
@@ -226,8 +228,11 @@ def durations_sql(finals: str) -> str:
 
 def watermark(cur: duckdb.DuckDBPyConnection) -> dt.datetime:
     """How far the rollups have folded (the epoch before the first fold)."""
-    rows = cur.execute("SELECT max(folded_until) FROM rollup_state").fetchall()
-    return rows[0][0] if rows and rows[0][0] is not None else _EPOCH
+    rows = cur.execute("SELECT folded_until FROM rollup_state").fetchall()
+    if len(rows) != 1:
+        raise StoreError(f"rollup_state holds {len(rows)} rows, not one")
+    value: dt.datetime = rows[0][0]
+    return value
 
 
 class FoldResult:
@@ -242,13 +247,19 @@ class FoldResult:
         self.more = more
 
 
+#: Folds of one process take turns (a concurrent fold of the same tail would fail at
+#: commit anyway, see `fold_in_transaction`: this saves the work); retention holds it
+#: too while it deletes results and resets the rollups.
+folding = threading.Lock()
+
+
 def fold(cur: duckdb.DuckDBPyConnection, *, max_rows: int | None = None) -> FoldResult:
     """Fold the results stored after the watermark into the rollups, in one transaction.
 
     ``max_rows`` bounds one fold (the oldest stored results first), so that a rebuild
     of a big store proceeds in steps that each commit.
     """
-    with transaction(cur):
+    with folding, transaction(cur):
         return fold_in_transaction(cur, max_rows=max_rows)
 
 
@@ -322,8 +333,9 @@ def _fold_until(
 def reset(cur: duckdb.DuckDBPyConnection) -> None:
     """Forget the rollups (after results were deleted): the next folds rebuild them.
     Runs in the caller's transaction."""
-    for table in ("test_rollups", "duration_buckets", "rollup_state"):
+    for table in ("test_rollups", "duration_buckets"):
         cur.execute(f"DELETE FROM {table}").fetchall()
+    cur.execute("UPDATE rollup_state SET folded_until = ?", [_EPOCH]).fetchall()
 
 
 class Folder:
