@@ -11,6 +11,7 @@ that replays what was written.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -209,7 +210,7 @@ def _oracle_streams(order: list[Written]) -> dict[tuple[str, str], dict[str, Any
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for key in set(streams) | set(timed):
         seq = [bad for bad, _, _ in streams.get(key, [])]
-        flips = sum(1 for a, b in zip(seq, seq[1:], strict=False) if a != b)
+        flips = sum(1 for a, b in itertools.pairwise(seq) if a != b)
         episodes = sum(1 for k, bad in enumerate(seq) if bad and (k == 0 or not seq[k - 1]))
         streak = 0
         for bad in reversed(seq):
@@ -244,10 +245,10 @@ def _bucket_quantile(values: list[float], q: float) -> float:
 
 # -- the comparison -----------------------------------------------------------------------
 
-_COMPARED = (
-    "runs failures flips episodes streak first_bad last_bad flaky_in_run same_commit"
-    " timed total longest"
-).split()
+_COMPARED = [
+    *("runs", "failures", "flips", "episodes", "streak", "first_bad", "last_bad"),
+    *("flaky_in_run", "same_commit", "timed", "total", "longest"),
+]
 
 
 def _streams(store: Store, rollups: bool) -> dict[tuple[str, str], dict[str, Any]]:
