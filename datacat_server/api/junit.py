@@ -32,6 +32,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
+    OpenAPIResponse,
     OpenAPIType,
     Operation,
     RequestBody,
@@ -83,6 +84,7 @@ class ImportAnswer(msgspec.Struct, kw_only=True):
     errors: list[str]
 
 
+@dataclasses.dataclass
 class _ImportOperation(Operation):
     """The import's body, which Litestar cannot infer: XML, or files in a form."""
 
@@ -110,6 +112,17 @@ class _ImportOperation(Operation):
                 "multipart/form-data": OpenAPIMediaType(schema=form),
             },
         )
+
+
+@dataclasses.dataclass
+class _ExportOperation(Operation):
+    """The export answers XML; its errors, like every route's, JSON."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            xml = Schema(type=OpenAPIType.STRING, description="A JUnit XML document.")
+            ok.content = {MediaType.XML.value: OpenAPIMediaType(schema=xml)}
 
 
 Text = Annotated[str | None, QueryParameter()]
@@ -267,7 +280,8 @@ class JunitController(Controller):
     @get(
         "/runs/{run_id:str}/junit.xml",
         sync_to_thread=True,
-        media_type=MediaType.XML,
+        # not media_type=XML: Litestar would send the route's errors as XML too
+        operation_class=_ExportOperation,
         summary="A run as JUnit XML",
         description="Any run (pytest's or an imported one): a testsuite with a testcase"
         " per test, its failure, error or skip, output, and reruns as Surefire writes them.",

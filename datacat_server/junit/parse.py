@@ -92,6 +92,8 @@ class Suite:
 
     name: str
     timestamp: float | None
+    #: Seconds the suite took, as it says (0 when it does not).
+    time: float
     hostname: str
     system_out: str | None = None
     system_err: str | None = None
@@ -104,7 +106,8 @@ class Document:
     name: str
     #: SHA-256 of the document's bytes: the same files always make the same run.
     digest: str
-    #: The producer, when the XML shows it: ``pytest``, ``jest``, ``go``, ``surefire``.
+    #: The producer, when the XML shows it: ``pytest``, ``jest``, ``go``, ``surefire``,
+    #: ``datacat`` (an export).
     runner: str = ""
     suites: list[Suite] = dataclasses.field(default_factory=list)
     #: Every complete testcase with its suite, in document order.
@@ -279,6 +282,8 @@ def _root_runner(element: ET.Element) -> str:
         return "pytest"
     if name == "jest tests":
         return "jest"
+    if name == "datacat":  # DataCat's own export: lines are counted from 1 already
+        return "datacat"
     return ""
 
 
@@ -294,6 +299,7 @@ def _suite(element: ET.Element) -> Suite:
     return Suite(
         name=element.get("name") or "",
         timestamp=timestamp(element.get("timestamp")),
+        time=seconds(element.get("time")),
         hostname=element.get("hostname") or "",
     )
 

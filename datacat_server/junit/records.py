@@ -245,6 +245,12 @@ def build_import(
                 if suite.timestamp is not None:
                     build.clock = suite.timestamp
             build.case(document, suite, case, line_base)
+    # The run ends when its suites say they ended; without that, when its last test did.
+    stated = [
+        s.timestamp + s.time for d in unique for s in d.suites if s.timestamp is not None and s.time
+    ]
+    if stated:
+        build.end = max(stated)
     for document in unique:
         for suite in document.suites:
             if suite.system_out or suite.system_err:
