@@ -466,21 +466,28 @@ def test_a_name_past_the_limit_refuses_the_import(client: Client) -> None:
 # -- hostile files ------------------------------------------------------------------------
 
 
+#: Lists collecting what this process opens, while an `opened_files` block runs.
+_WATCHERS: list[list[str]] = []
+
+
+def _watch(event: str, args: tuple[Any, ...]) -> None:
+    if _WATCHERS and event in ("open", "urllib.Request") and args:
+        for seen in _WATCHERS:
+            seen.append(str(args[0]))
+
+
 @contextmanager
 def opened_files() -> Iterator[list[str]]:
     """Paths opened (and URLs requested) in this process while the block runs."""
+    if not getattr(sys, "_datacat_junit_watch", False):
+        sys.addaudithook(_watch)  # once: an audit hook cannot be removed
+        sys._datacat_junit_watch = True  # type: ignore[attr-defined]
     seen: list[str] = []
-    recording = [True]
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if recording[0] and event in ("open", "urllib.Request") and args:
-            seen.append(str(args[0]))
-
-    sys.addaudithook(hook)  # hooks cannot be removed: this one just stops recording
+    _WATCHERS.append(seen)
     try:
         yield seen
     finally:
-        recording[0] = False
+        _WATCHERS.remove(seen)
 
 
 def test_billion_laughs_is_refused_at_once(client: Client) -> None:
@@ -513,6 +520,9 @@ def test_external_entities_are_refused_and_no_file_is_read(
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-3141592")
     document = f'<?xml version="1.0"?>\n{template.format(path=secret)}'.encode()
+    with opened_files() as probe:  # the watch sees a read of the file
+        secret.read_text()
+    assert str(secret) in probe
     with opened_files() as opened:
         answer = post_xml(client, document)
         files = post_files(client, [("xxe.xml", document), *read(SUREFIRE[0])])
@@ -587,3 +597,31 @@ def test_imported_runs_show_in_the_runs_and_every_insight(client: Client) -> Non
     assert "/ by zero" in page.text
     assert runs[0] in client.get("/runs", params={"project": "api"}).text
     assert client.get("/flaky", params={"project": "api"}).status_code == 200
+
+
+def test_a_large_build_with_thousands_of_files_is_one_run(client: Client) -> None:
+    """Past the 1,000 parts Litestar's own form parser takes (a big Maven build)."""
+    files = [
+        (
+            f"TEST-pkg.Case{n}Test.xml",
+            f'<testsuite name="pkg.Case{n}Test"><testcase classname="pkg.Case{n}Test"'
+            f' name="works" time="0.001"/></testsuite>'.encode(),
+        )
+        for n in range(1500)
+    ]
+    answer = post_files(client, files, project="big")
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["files"], answer.json()["tests"]) == (1500, 1500)
+
+
+def test_a_form_without_files_or_with_a_broken_body_is_400(client: Client) -> None:
+    empty = client.post("/api/import/junit", data={"project": "p"}, files={"x": ("", b"")})
+    assert empty.status_code == 400
+    broken = client.post(
+        "/api/import/junit?project=p",
+        content=b"--b\r\nContent-Disposition: form-data; name=file; filename=a.xml\r\n\r\n<te",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert broken.status_code == 400
+    assert "multipart/form-data body is malformed" in broken.json()["detail"]
+    assert stored(client) == (0, 0, 0)
