@@ -147,6 +147,8 @@ def timestamp(text: str | None) -> float | None:
 
 
 def _line(text: str | None) -> int | None:
+    if not text:
+        return None
     try:
         value = int(text or "")
     except ValueError:

@@ -104,6 +104,20 @@ def _identity(case: Case, suite: Suite) -> tuple[str, dict[str, Any]]:
     return (f"{group}::{case.name}" if group else case.name), fields
 
 
+def _teardown_after_failure(document: Document, earlier: Any, case: Case) -> bool:
+    """pytest writes a test that failed and then erred in its teardown as two
+    testcases; its plugin records the failure alone, and so does the import."""
+    (run, *more) = case.attempts
+    return (
+        document.runner == "pytest"
+        and not more
+        and run.outcome == "error"
+        and run.phase == "teardown"
+        and earlier.outcome == "failed"
+        and earlier.final
+    )
+
+
 @dataclasses.dataclass
 class _Builder:
     session_id: str
@@ -130,6 +144,8 @@ class _Builder:
         previous = self.latest.get(nodeid)
         if previous is not None:  # seen before in this import: this is a rerun
             earlier = self.records[previous]
+            if _teardown_after_failure(document, earlier, case):
+                return
             earlier.final = False
             attempt = earlier.attempt + 1
         last = len(case.attempts) - 1
@@ -261,6 +277,7 @@ def build_import(
                     "system_err": _cut(suite.system_err, max_output_chars),
                 }
                 build.add(wire.Event, timestamp=build.end, name=SUITE_OUTPUT, data=data)
+    results = sum(1 for r in build.records if type(r) is wire.TestResult)
     final = [r for r in build.records if type(r) is wire.TestResult and r.final]
     counts: dict[str, int] = {}
     for result in final:

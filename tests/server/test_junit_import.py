@@ -271,6 +271,14 @@ def test_param(n):
 class TestGroup:
     def test_method(self):
         pass
+
+@pytest.fixture
+def leaky():
+    yield
+    raise OSError("cannot clean up")
+
+def test_fails_then_teardown_errs(leaky):
+    assert False, "first"
 """
 
 
@@ -280,7 +288,9 @@ def test_pytest_junitxml(client: Client, pytester: pytest.Pytester, family: str)
     report = pytester.path / "report.xml"
     pytester.runpytest(f"--junitxml={report}", "-o", f"junit_family={family}")
     body = post_xml(client, report.read_bytes()).json()
-    assert body["counts"] == {"passed": 4, "failed": 1, "error": 1, "skipped": 1, "xfailed": 1}
+    # pytest writes the last test twice (its failure, then its teardown error); like
+    # pytest's own plugin, the import records the failure
+    assert body["counts"] == {"passed": 4, "failed": 2, "error": 1, "skipped": 1, "xfailed": 1}
     run = client.get(f"/api/runs/{body['run_id']}").json()
     assert run["labels"]["runner"] == "pytest"
     tests = {nodeid: rows[0] for nodeid, rows in by_nodeid(results(client, body["run_id"])).items()}
@@ -294,6 +304,7 @@ def test_pytest_junitxml(client: Client, pytester: pytest.Pytester, family: str)
             "test_shop.py::test_param[1]",
             "test_shop.py::test_param[2]",
             "test_shop.py::TestGroup::test_method",
+            "test_shop.py::test_fails_then_teardown_errs",
         }
         method = tests["test_shop.py::TestGroup::test_method"]
         assert (method["file"], method["cls"], method["func"]) == (
@@ -318,6 +329,11 @@ def test_pytest_junitxml(client: Client, pytester: pytest.Pytester, family: str)
     assert (error["outcome"], error["phase"]) == ("error", "setup")
     assert "no database" in error["exc_message"]
     assert tests[prefix + "test_skipped"]["reason"] == "not today"
+    both = tests[prefix + "test_fails_then_teardown_errs"]
+    assert (both["outcome"], both["exc_message"]) == (
+        "failed",
+        "AssertionError: first\nassert False",
+    )
     assert (tests[prefix + "test_xfails"]["outcome"], tests[prefix + "test_xfails"]["reason"]) == (
         "xfailed",
         "known bug",
