@@ -25,6 +25,7 @@ from datacat_server.api.explore import MetricController
 from datacat_server.api.health import health
 from datacat_server.api.ingest import IngestController
 from datacat_server.api.insights import InsightController
+from datacat_server.api.junit import JunitController
 from datacat_server.api.openapi import document_errors
 from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
@@ -98,6 +99,7 @@ def create_app(
             SessionController,
             DataController,
             IngestController,
+            JunitController,
             RunController,
             InsightController,
             MetricController,

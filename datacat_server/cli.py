@@ -328,6 +328,10 @@ def _build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--url", default=None, help=url_help)
     retention.add_argument("--token", default=None, help="admin token (default: DATACAT_TOKEN)")
     retention.set_defaults(func=_cmd_retention)
+
+    from datacat_server import junit_cli
+
+    junit_cli.add_parser(sub)
     return parser
 
 
