@@ -190,20 +190,28 @@ def main() -> int:
     figures: dict[str, Any] = {"results": total, "queries": {}}
     print(f"\n{total:,} test results; {os.cpu_count()} CPUs; duckdb {duckdb.__version__}")
     print(f"cold runs drop the page cache: {_drop_caches()}\n")
-    print(f"{'query':18} {'window':>8} {'warm ms':>9} {'cold ms':>9}")
+    print(f"{'query':18} {'window':>8} {'warm ms':>9} {'cold ms':>9} {'all / window':>13}")
     for runs, label in ((100, "100 runs"), (2000, "all")):
         for name, fn in _queries(con, runs).items():
             warm = _warm(fn, args.reps)
             cold = None if args.no_cold else _cold(args.cache, name, runs)
             figures["queries"][f"{name} / {label}"] = {"warm_s": warm, "cold_s": cold}
             cold_text = "-" if cold is None else f"{cold * 1000:9.0f}"
-            print(f"{name:18} {label:>8} {warm * 1000:9.0f} {cold_text:>9}")
+            ratio = ""
+            if label == "all":
+                window_warm = figures["queries"][f"{name} / 100 runs"]["warm_s"]
+                figures["queries"][f"{name} / all"]["ratio_to_window"] = warm / window_warm
+                ratio = f"{warm / window_warm:12.1f}x"
+            print(f"{name:18} {label:>8} {warm * 1000:9.0f} {cold_text:>9} {ratio:>13}")
     con.close()
     pages = _pages(args.cache, args.reps)
     figures["pages"] = pages
     for name, seconds in pages.items():
         print(f"{name:18} {'100 runs':>8} {seconds * 1000:9.0f}")
-    print("\ntargets: each query <= 250 ms warm and <= 1 s cold; each page <= 300 ms warm")
+    print(
+        "\ntargets: each query <= 250 ms warm and <= 1 s cold, over the whole store within"
+        " 2x of the default window; each page <= 300 ms warm"
+    )
     if not args.no_sqlite:
         sqlite_path = args.cache.with_suffix(".sqlite")
         lite = _sqlite(args.cache, sqlite_path)

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datacat_server.store.migrations import apply_migrations  # noqa: E402
+from datacat_server.store.rollups import fold  # noqa: E402
 from datacat_server.store.schema import view_statements  # noqa: E402
 
 __all__ = ["build"]
@@ -51,7 +52,8 @@ def build(path: Path, *, runs: int = 2000, tests: int = 5000, project: str = "be
             """
             INSERT INTO sessions
             SELECT i + 1, uuid(), 'pytest', $project, '', MAP {}, ts, ts + INTERVAL 5 MINUTE,
-                   ts + INTERVAL 5 MINUTE, '{}'::JSON, false, 15.0, ts + INTERVAL 5 MINUTE, '{}'
+                   ts + INTERVAL 5 MINUTE, '{}'::JSON, false, 15.0, ts + INTERVAL 5 MINUTE, '{}',
+                   ts
             FROM (SELECT i, TIMESTAMP '2026-01-01' + to_hours(i) AS ts
                   FROM range($runs) t(i))
             """
@@ -66,7 +68,8 @@ def build(path: Path, *, runs: int = 2000, tests: int = 5000, project: str = "be
                    '9.2.0', [], ['--datacat'], 0,
                    TIMESTAMP '2026-01-01' + to_hours(i),
                    TIMESTAMP '2026-01-01' + to_hours(i) + INTERVAL 5 MINUTE,
-                   1, 'failed', NULL, '{}'::JSON, 300.0
+                   1, 'failed', NULL, '{}'::JSON, 300.0, TIMESTAMP '2026-01-01' + to_hours(i),
+                   false
             FROM range($runs) t(i)
             """
         )
@@ -108,7 +111,8 @@ def build(path: Path, *, runs: int = 2000, tests: int = 5000, project: str = "be
                    TIMESTAMP '2026-01-01' + to_hours(sid - 1) + to_microseconds(test_id * 50000),
                    TIMESTAMP '2026-01-01' + to_hours(sid - 1) + to_microseconds(test_id * 50000 + 40000),
                    d, 0.0001, d - 0.0002, 0.0001, 'gw' || (test_id % 4), 0, true,
-                   d * 0.9, (hash(sid, test_id) % 4096)::BIGINT
+                   d * 0.9, (hash(sid, test_id) % 4096)::BIGINT,
+                   TIMESTAMP '2026-01-01' + to_hours(sid - 1) + to_microseconds(test_id * 50000 + 40000)
             FROM (SELECT *, base * (1 + die / 5) * (CASE WHEN regressed THEN 2 ELSE 1 END) AS d
                   FROM gen)
             """
@@ -133,6 +137,9 @@ def build(path: Path, *, runs: int = 2000, tests: int = 5000, project: str = "be
         )
         con.execute("DROP TABLE gen")
         con.execute("COMMIT")
+        # The rollups, as the server's folder keeps them (in steps of 1M results).
+        while fold(con, max_rows=1_000_000).more:
+            pass
         con.execute("CHECKPOINT")
     finally:
         con.close()

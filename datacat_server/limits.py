@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -246,3 +247,7 @@ def check_json_body(body: bytes) -> None:
         raise InvalidInputError("the JSON is nested too deeply") from None
     except json.JSONDecodeError:
         pass  # malformed JSON: the decoder that follows says where
+    except ValueError:  # an integer of thousands of digits (Python's own bound)
+        raise InvalidInputError(
+            f"a number in the JSON has more than {sys.get_int_max_str_digits()} digits"
+        ) from None

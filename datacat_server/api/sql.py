@@ -18,7 +18,7 @@ __all__ = ["SqlController", "SqlResult"]
 
 class SqlQuery(msgspec.Struct):
     sql: str
-    max_rows: int | None = None
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
 class SqlResult(msgspec.Struct):

@@ -42,7 +42,7 @@ class FailureCluster(msgspec.Struct):
 
 _SQL = """
 WITH f AS (
-    SELECT r.sid, r.test_id, coalesce(r.stopped_at, r.started_at) AS happened,
+    SELECT r.sid, r.test_id, coalesce(r.stopped_at, r.started_at, r.stored_at) AS happened,
            coalesce(d.exc_type, '(no exception)') AS exc_type,
            coalesce(d.exc_message, '') AS message
     FROM results r JOIN result_details d USING (sid, seq)
