@@ -23,7 +23,7 @@ import duckdb
 import msgspec
 
 from datacat_server.queries._common import iso, rows
-from datacat_server.queries.streams import streams_cte
+from datacat_server.queries.streams import failing_tests, streams_cte
 from datacat_server.queries.window import Window
 
 __all__ = ["FLAKY_RULE", "FlakyTest", "evidence_of", "flaky_tests", "run_labels"]
@@ -109,7 +109,11 @@ def flaky_tests(
     """The flakiest tests of a window of runs, definitive evidence first."""
     if window.empty:
         return []
-    cte, params = streams_cte(window, rollups=rollups)
+    whole = rollups if rollups is not None else window.reads_rollups
+    tests = None if whole else failing_tests(cur, window)
+    if tests == []:
+        return []
+    cte, params = streams_cte(window, rollups=whole, tests=tests)
     sql = cte + _SQL.replace("{rule}", FLAKY_RULE)
     found = rows(cur.execute(sql, {**params, "limit": limit}))
     sids = {r["last_failure_sid"] for r in found if r["last_failure_sid"] is not None}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
+
 from datacat_server.queries.window import Window
 from datacat_server.store.rollups import (
     durations_sql,
@@ -21,7 +23,7 @@ from datacat_server.store.rollups import (
     stream_sql,
 )
 
-__all__ = ["buckets_cte", "streams_cte"]
+__all__ = ["buckets_cte", "failing_tests", "streams_cte"]
 
 
 def _scope(window: Window, alias: str = "") -> str:
@@ -38,12 +40,24 @@ def _params(window: Window, sql: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
-def streams_cte(window: Window, *, rollups: bool | None = None) -> tuple[str, dict[str, Any]]:
+def failing_tests(cur: duckdb.DuckDBPyConnection, window: Window) -> list[int]:
+    """The tests that failed in the window (any attempt; subtests aside)."""
+    found = cur.execute(
+        f"SELECT DISTINCT test_id FROM results r WHERE {window.sql('r')}"
+        " AND r.subtest IS NULL AND r.outcome IN ('failed', 'error')"
+    ).fetchall()
+    return [int(row[0]) for row in found]
+
+
+def streams_cte(
+    window: Window, *, rollups: bool | None = None, tests: list[int] | None = None
+) -> tuple[str, dict[str, Any]]:
     """A ``WITH`` clause ending in a CTE ``streams``: one row per test and branch of the
     window, with every stream aggregate and ``same_commit``; and its parameters.
 
     ``rollups`` forces a path (tests compare them); by default the whole history reads
-    the rollups and a smaller window its results.
+    the rollups and a smaller window its results. ``tests``: only these (over a window,
+    the rest is not read at all; a flaky list needs only `failing_tests`).
     """
     if rollups if rollups is not None else window.reads_rollups:
         watermark = "(SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state)"
@@ -55,8 +69,13 @@ def streams_cte(window: Window, *, rollups: bool | None = None) -> tuple[str, di
         streams AS (SELECT * FROM merged WHERE {_scope(window)})
         """
     else:
+        where = window.sql("r")
+        if tests is not None:
+            # Written in: a short list of integers the store made, which DuckDB turns
+            # into a filter on the scan (a join here built a hash table of the window).
+            where += f" AND r.test_id IN ({', '.join(str(int(t)) for t in tests) or 'NULL'})"
         sql = f"""
-        WITH f AS ({finals_sql(window.sql("r"))}),
+        WITH f AS ({finals_sql(where)}),
         {stream_sql("f")},
         commits AS ({same_commit_sql("f")}),
         streams AS (

@@ -69,8 +69,11 @@ def test_no_endpoint_answers_a_huge_number_with_a_5xx(client: Client) -> None:
                 tries.append({"content": value})
                 tries += [{"content": _body(fields, name, value)} for name in fields]
                 tries.append(
-                    {"content": '{"records": [{"kind": "metric", "session_id": "'
-                     + maker.session_id + f'", "seq": 1, "timestamp": 1, "name": "m", "value": {value}}}]}}'}
+                    {
+                        "content": '{"records": [{"kind": "metric", "session_id": "'
+                        + maker.session_id
+                        + f'", "seq": 1, "timestamp": 1, "name": "m", "value": {value}}}]}}'
+                    }
                 )
             for kwargs in tries:
                 kwargs.setdefault("headers", {"content-type": "application/json"})
