@@ -142,7 +142,7 @@ class Replayer:
             except APIError as exc:
                 # A 4xx (but 429) concerns this file; the next one may be fine.
                 file_only = 400 <= exc.status_code < 500 and exc.status_code != 429
-                _kept(file, f"refused: {exc}", report, failed=True, abandon=True)
+                _kept(file, f"refused: {exc}", report, failed=True, abandon=file_only)
                 return (_Then.NEXT if file_only else _Then.STOP), ""
             except (DatacatError, OSError) as exc:
                 # Not sent, not refused either: it stays where it is, to be sent later.

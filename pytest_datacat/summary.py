@@ -60,6 +60,8 @@ def _name(nodeid: str, subtest: str | None) -> str:
 
 @dataclasses.dataclass
 class RunSummary:
+    """What became of a recorded run: the plugin's line, and the GitHub step summary."""
+
     session_id: str
     run_url: str
     status: str
