@@ -16,9 +16,9 @@ from ._client import DatacatClient
 from ._config import default_spool_dir
 from ._errors import APIError, DatacatError, NotFound, RateLimited, TransportError
 from ._heartbeat import HeartbeatMonitor
+from ._replay import UploadReport, upload_spool
 from ._sender import BackgroundSender, SenderStats
 from ._session import Session, create_session
-from ._spool import UploadReport, upload_spool
 from ._transport import HttpTransport, Transport
 
 __all__ = [

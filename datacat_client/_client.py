@@ -18,9 +18,11 @@ from . import wire
 from ._capture import ExcInfo, exception_data
 from ._config import resolve_base_url, resolve_token
 from ._errors import DatacatError
-from ._transport import HttpTransport, Transport
+from ._transport import HttpTransport, Request, Transport, raise_for_status
 
 __all__ = ["DatacatClient", "format_tags"]
+
+_ack_decoder = msgspec.json.Decoder(wire.BatchAck)
 
 
 def format_tags(tags: Sequence[object] | Mapping[str, object] | None) -> list[str]:
@@ -38,8 +40,8 @@ class DatacatClient:
     """Synchronous client of the DataCat REST API.
 
     ``base_url`` defaults to ``$DATACAT_URL`` (else ``http://127.0.0.1:8080``) and
-    ``token`` to ``$DATACAT_TOKEN``. ``transport`` replaces the one used by
-    `send_batch` (tests pass a fake); the REST calls always go over HTTP.
+    ``token`` to ``$DATACAT_TOKEN``. Every request goes through ``transport``: by
+    default an `HttpTransport` to ``base_url`` with ``token``; tests pass their own.
     """
 
     def __init__(
@@ -52,8 +54,11 @@ class DatacatClient:
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self.timeout = timeout
-        self._http = HttpTransport(self.base_url, resolve_token(token), timeout)
-        self.transport: Transport = self._http if transport is None else transport
+        self.transport: Transport = (
+            HttpTransport(self.base_url, resolve_token(token), timeout)
+            if transport is None
+            else transport
+        )
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -66,7 +71,9 @@ class DatacatClient:
         params: Mapping[str, Any] | None = None,
     ) -> Any:
         content = None if body is None else wire.encode(body)
-        response = self._http.request(method, path, body=content, params=params)
+        request = Request(method, path, content, params, self.timeout)
+        response = self.transport.handle_request(request)
+        raise_for_status(response)
         if not response.content:
             return {}
         try:
@@ -169,16 +176,27 @@ class DatacatClient:
         answer: dict[str, Any] = self._call("POST", path, {"interval": interval})
         return answer
 
-    def send_batch(self, records: Sequence[wire.Record]) -> wire.BatchAck:
-        """Send records in one ``POST /api/ingest``; return what the server stored."""
+    def send_batch(
+        self, records: Sequence[wire.Record], *, timeout: float | None = None
+    ) -> wire.BatchAck:
+        """Send records in one ``POST /api/ingest``; return what the server stored.
+
+        ``timeout``: seconds to wait for the answer (default: the client's).
+        """
         body = wire.encode(wire.Batch(records=list(records)))
-        return self.transport.post_batch(body, self.timeout)
+        request = Request(
+            "POST", "/api/ingest", body, None, self.timeout if timeout is None else timeout
+        )
+        response = self.transport.handle_request(request)
+        raise_for_status(response)
+        try:
+            return _ack_decoder.decode(response.content)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DatacatError(f"POST /api/ingest: invalid answer: {exc}") from exc
 
     def close(self) -> None:
-        """Close the connections (of the batch transport too)."""
-        self._http.close()
-        if self.transport is not self._http:
-            self.transport.close()
+        """Close the transport's connections."""
+        self.transport.close()
 
     def __enter__(self) -> Self:
         return self

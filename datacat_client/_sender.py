@@ -1,27 +1,23 @@
 """`BackgroundSender`: the queue between a program and the server.
 
 The habits of sentry-python's ``BackgroundWorker``: `submit` appends to a bounded deque
-and returns; a daemon thread batches, posts, retries, and on failure writes to the spool.
-Nothing here raises into the program, and nothing is dropped without being counted.
+and returns; a daemon thread takes batches off it and hands them to its `Delivery`
+(which posts them as the `DeliveryPolicy` says, or spools them). Nothing here raises
+into the program, and nothing is dropped without being counted.
 
 The thread takes up to ``batch_size`` records, waiting at most ``linger`` seconds after
-the first one (a full batch wakes it at once). A failed post is retried with exponential
-backoff, honouring ``Retry-After``; after ``max_attempts`` (or when the server refuses a
-batch with a 4xx) the batch is spooled and the sender is *offline until t*: batches go
-straight to the spool without touching the network, then one probe is sent. When the
-server takes a batch again, the sender re-sends its own spool files, and, once per
-process, uploads the files that earlier runs left for the same server.
-
-`flush` waits until what was submitted before it is acknowledged or spooled; `close`
-flushes with a deadline, spools what is left, and never blocks much past its timeout.
+the first one (a full batch, or a flush, wakes it at once). `flush` waits until what was
+submitted before it is acknowledged or spooled; `close` flushes with a deadline, spools
+what is left, and never blocks much past its timeout. This module also holds the
+package's one fork hook: a forked child starts every sender afresh.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
-import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -32,8 +28,9 @@ from pathlib import Path
 
 from . import wire
 from ._client import DatacatClient
-from ._errors import APIError, RateLimited
-from ._spool import SpoolWriter, _LineCount, iter_spool, read_header, upload_spool
+from ._delivery import Delivery, SenderStats
+from ._policy import DeliveryPolicy
+from ._spool import SpoolWriter
 
 __all__ = ["BackgroundSender", "SenderStats"]
 
@@ -42,51 +39,23 @@ logger = logging.getLogger("datacat")
 _JOIN_MARGIN = 0.1  # seconds close() may wait past its timeout for the thread to stop
 
 
-@dataclasses.dataclass
-class SenderStats:
-    """Counters of a `BackgroundSender` (a snapshot)."""
-
-    #: Records given to `BackgroundSender.submit`.
-    submitted: int = 0
-    #: Records the server stored, and records it already had (a retry's second copy).
-    sent: int = 0
-    duplicates: int = 0
-    #: Records written to the spool file, and records that could not be written there.
-    spooled: int = 0
-    lost: int = 0
-    #: Records refused at the call, being invalid (a NaN metric, an event without name).
-    dropped: int = 0
-    #: Batches acknowledged, and posts that were retries.
-    batches: int = 0
-    retries: int = 0
-    #: Seconds spent in posts.
-    send_seconds: float = 0.0
-    #: Why the server last refused a batch (``HTTP 403: ...``), if it did.
-    last_refusal: str | None = None
-
-
 class _FlushMarker:
     """Queued by `flush`: resolved when the thread reaches it."""
 
     __slots__ = ("baseline", "deadline", "done", "ok")
 
-    def __init__(self, baseline: int, deadline: float) -> None:
+    def __init__(self, baseline: tuple[int, int], deadline: float) -> None:
+        #: Records lost and spool files refused so far: more of either is a failure.
         self.baseline = baseline
         self.deadline = deadline
         self.done = threading.Event()
         self.ok = False
 
 
-class _Refused(Exception):
-    """The server refused a batch with a 4xx (but 429): sending it again will not help."""
-
-
 _Item = wire.Record | _FlushMarker
 
 _all_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
 _live_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
-_leftovers_done: set[tuple[str, str]] = set()
-_leftovers_lock = threading.Lock()
 
 
 class BackgroundSender:
@@ -94,7 +63,8 @@ class BackgroundSender:
 
     ``client`` provides the transport and base url; ``spool_dir`` the spool directory.
     ``heartbeat`` builds the liveness record submitted every ``heartbeat_interval``
-    seconds (None: no heartbeats).
+    seconds (None: no heartbeats). ``max_attempts`` to ``offline_cap`` tune the
+    `DeliveryPolicy`. ``on_fork`` is called in a forked child, after the sender reset.
     """
 
     def __init__(
@@ -117,6 +87,7 @@ class BackgroundSender:
         max_retry_wait: float = 5.0,
         offline_for: float = 1.0,
         offline_cap: float = 60.0,
+        on_fork: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self.session_id = session_id
@@ -126,12 +97,16 @@ class BackgroundSender:
         self._linger = linger
         self._heartbeat = heartbeat
         self._heartbeat_interval = heartbeat_interval
-        self._max_attempts = max(1, max_attempts)
-        self._backoff = backoff
-        self._backoff_cap = backoff_cap
-        self._max_retry_wait = max_retry_wait
-        self._offline_for = offline_for
-        self._offline_cap = offline_cap
+        self._new_policy = functools.partial(
+            DeliveryPolicy,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            backoff_cap=backoff_cap,
+            max_retry_wait=max_retry_wait,
+            offline_for=offline_for,
+            offline_cap=offline_cap,
+        )
+        self._on_fork = on_fork
         self._spool = SpoolWriter(spool_dir, session_id, client.base_url)
         self._closed = False
         self._close_ok = True
@@ -143,25 +118,26 @@ class BackgroundSender:
         self._queue: collections.deque[_Item] = collections.deque()
         self._pending = threading.Event()  # the queue is not empty
         self._full = threading.Event()  # a batch is full, or a flush waits: no linger
-        self._closing = threading.Event()  # cuts retry pauses short
+        self._wake = threading.Event()  # a flush or close came: look at the deadlines again
         self._start_lock = threading.Lock()
-        self._markers_lock = threading.Lock()
-        self._markers = 0
-        self._stats_lock = threading.Lock()
+        self._lock = threading.Lock()  # the counters, and the deadlines below
+        self._waiting: list[float] = []  # deadlines of the flushes waiting
+        self._close_deadline: float | None = None
         self._stats = SenderStats()
         self._live = False
         self._stopping = False
-        self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._inflight: list[wire.Record] | None = None
-        self._probing = False
-        self._offline_until = 0.0
-        self._offline_period = self._offline_for
-        self._flush_probe_until: float | None = None
-        self._no_probe_until = 0.0  # a 429 or a refusal: not even a flush may probe
-        self._offline_logged = False
-        self._refusals_logged: set[int] = set()
-        self._leftovers_checked = False
+        self._delivery = Delivery(
+            self._client,
+            self._spool,
+            self._new_policy(),
+            self._stats,
+            self._lock,
+            batch_size=self._batch_size,
+            deadlines=self._deadlines,
+            wake=self._wake,
+        )
         self._next_heartbeat = (
             time.monotonic() + self._heartbeat_interval if self._heartbeat_interval else 0.0
         )
@@ -182,6 +158,11 @@ class BackgroundSender:
     def spool(self) -> SpoolWriter:
         """This sender's spool writer."""
         return self._spool
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        """The delivery policy (its state: online, backing off, offline)."""
+        return self._delivery.policy
 
     def submit(self, record: wire.Record) -> None:
         """Queue a record; never blocks on the network, never raises.
@@ -205,7 +186,7 @@ class BackgroundSender:
                 self._queue.append(record)
                 self._pending.set()
             else:
-                self._to_spool([record])
+                self._delivery.spool([record])
         except Exception:
             logger.exception("datacat: could not queue a record")
             self._stats.lost += 1
@@ -228,7 +209,7 @@ class BackgroundSender:
 
     def drop(self) -> None:
         """Count a record that was refused before it could be submitted (invalid)."""
-        with self._stats_lock:
+        with self._lock:
             self._stats.dropped += 1
 
     def stop_heartbeats(self) -> None:
@@ -247,12 +228,13 @@ class BackgroundSender:
             return self._close_ok and not self._queue
         if not self._start():
             return not self._queue and not self._spool.has_pending
-        marker = _FlushMarker(self._stats.lost, time.monotonic() + timeout)
-        with self._markers_lock:
-            self._markers += 1
+        marker = _FlushMarker(self._failures(), time.monotonic() + timeout)
+        with self._lock:
+            self._waiting.append(marker.deadline)
         self._queue.append(marker)
         self._pending.set()
         self._full.set()
+        self._wake.set()
         return marker.done.wait(max(0.0, timeout)) and marker.ok
 
     def close(self, timeout: float | None = None) -> None:
@@ -263,8 +245,9 @@ class BackgroundSender:
                 return
             self._closed = True
         deadline = time.monotonic() + max(0.0, timeout)
-        self._deadline = deadline
-        self._closing.set()
+        with self._lock:
+            self._close_deadline = deadline
+        self._wake.set()
         ok = True
         thread = self._thread
         if self._live and thread is not None:
@@ -291,12 +274,19 @@ class BackgroundSender:
             else:
                 leftovers.append(item)
         if leftovers:
-            self._to_spool(leftovers)
+            self._delivery.spool(leftovers)
         self._close_ok = ok and not leftovers
         self._spool.close()
         _live_senders.discard(self)
 
     # -- the thread -----------------------------------------------------------------------
+
+    def _failures(self) -> tuple[int, int]:
+        return self._stats.lost, self._spool.abandoned
+
+    def _deadlines(self) -> tuple[float | None, float | None]:
+        with self._lock:
+            return (min(self._waiting) if self._waiting else None), self._close_deadline
 
     def _run(self) -> None:
         while True:
@@ -308,51 +298,37 @@ class BackgroundSender:
                 time.sleep(0.05)
 
     def _step(self) -> bool:
-        queue = self._queue
+        queue, delivery = self._queue, self._delivery
         if not queue:
             if self._stopping:
                 return False
-            self._pending.clear()
-            if not queue and not self._stopping:
-                self._pending.wait(self._idle_wait())
+            if delivery.has_leftovers and delivery.may_send():
+                delivery.send_leftovers(one=True)  # idle: a file that an earlier run left
+            else:
+                self._pending.clear()
+                if not queue and not self._stopping:
+                    self._pending.wait(self._idle_wait())
             self._heartbeat_due()
             return True
-        if len(queue) < self._batch_size and not self._markers and not self._stopping:
+        if len(queue) < self._batch_size and not self._waiting and not self._stopping:
             self._full.wait(self._linger)
         self._full.clear()
         batch, marker = self._take()
-        # Someone waits in flush(): even while offline, probe once, within their time.
-        self._flush_probe_until = None if marker is None else marker.deadline
         try:
             if batch:
-                self._send(batch)
-            elif marker is not None and self._spool.has_pending and self._may_send():
-                self._resend_spool()
+                delivery.send(batch)
         finally:
-            self._flush_probe_until = None
+            self._inflight = None
         if marker is not None:
-            # Records spooled on the way but sent again since count as delivered.
-            marker.ok = self._stats.lost == marker.baseline and not self._spool.has_pending
-            if not marker.ok and self._retry_flush(marker):
-                return True
-            marker.done.set()
+            try:
+                delivery.settle()
+            finally:
+                # Records spooled on the way but sent again since count as delivered.
+                marker.ok = self._failures() == marker.baseline and not self._spool.has_pending
+                with self._lock:
+                    self._waiting.remove(marker.deadline)
+                marker.done.set()
         self._heartbeat_due()
-        return True
-
-    def _retry_flush(self, marker: _FlushMarker) -> bool:
-        """Someone still waits and the server did not answer: try again before their
-        deadline (a server restarting in the middle of a run comes back in seconds).
-        True when the marker was queued again."""
-        remaining = marker.deadline - time.monotonic()
-        if remaining < 0.3 or self._stopping or not self._spool.has_pending:
-            return False
-        if self._no_probe_until > time.monotonic():  # the server asked us to wait (429)
-            return False
-        time.sleep(min(0.25, remaining / 4))
-        with self._markers_lock:
-            self._markers += 1
-        self._queue.appendleft(marker)
-        self._pending.set()
         return True
 
     def _idle_wait(self) -> float | None:
@@ -362,7 +338,7 @@ class BackgroundSender:
 
     def _heartbeat_due(self) -> None:
         interval = self._heartbeat_interval
-        if not interval or self._heartbeat is None or self._closing.is_set():
+        if not interval or self._heartbeat is None or self._close_deadline is not None:
             return
         now = time.monotonic()
         if now >= self._next_heartbeat:
@@ -379,218 +355,17 @@ class BackgroundSender:
             except IndexError:
                 break
             if isinstance(item, _FlushMarker):
-                with self._markers_lock:
-                    self._markers -= 1
                 return batch, item
             batch.append(item)
         return batch, None
-
-    def _past_deadline(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
-
-    def _request_timeout(self) -> float:
-        timeout = self._client.timeout
-        now = time.monotonic()
-        if self._deadline is not None:
-            timeout = min(timeout, self._deadline - now)
-        if self._flush_probe_until is not None and now < self._offline_until:
-            timeout = min(timeout, self._flush_probe_until - now)
-        return timeout
-
-    def _to_spool(self, records: list[wire.Record]) -> None:
-        written = self._spool.append(records)
-        with self._stats_lock:  # callers' threads write here too (a full queue)
-            if written:
-                self._stats.spooled += len(records)
-            else:
-                self._stats.lost += len(records)
-
-    def _may_send(self) -> bool:
-        """Not offline (or a flush waits), and not past close()'s deadline."""
-        if self._past_deadline():
-            return False
-        now = time.monotonic()
-        probe_until = self._flush_probe_until
-        if now >= self._offline_until:
-            return True
-        return probe_until is not None and self._no_probe_until <= now < probe_until
-
-    def _send(self, batch: list[wire.Record]) -> None:
-        try:
-            # Older records first: the spool may hold this session's start, without which
-            # the server refuses the rest (404), and state updates must merge in order.
-            if not self._may_send() or (self._spool.has_pending and not self._resend_spool()):
-                self._to_spool(batch)
-                return
-            try:
-                ack = self._deliver(wire.encode(wire.Batch(records=batch)))
-            except _Refused:
-                self._go_offline(0.0, firm=True)
-                ack = None
-            if ack is None:
-                self._to_spool(batch)
-            else:
-                self._count(ack)
-        except Exception:
-            logger.exception("datacat: could not send a batch; it is spooled")
-            self._to_spool(batch)
-        finally:
-            self._inflight = None
-
-    def _count(self, ack: wire.BatchAck) -> None:
-        self._stats.sent += ack.accepted
-        self._stats.duplicates += ack.duplicates
-        self._stats.batches += 1
-
-    def _deliver(self, body: bytes) -> wire.BatchAck | None:
-        """Post with retries; None when given up (the sender is then offline).
-
-        Raises `_Refused` when the server refuses the batch (4xx, but 408 and 429).
-        """
-        attempts = 1 if self._probing else self._max_attempts
-        delay = self._backoff
-        wait = 0.0
-        error: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                self._stats.retries += 1
-            timeout = self._request_timeout()
-            if timeout <= 0:
-                return None
-            started = time.perf_counter()
-            try:
-                ack = self._client.transport.post_batch(body, timeout)
-            except RateLimited as exc:
-                wait, error = (delay if exc.retry_after is None else exc.retry_after), exc
-            except APIError as exc:
-                if 400 <= exc.status_code < 500 and exc.status_code != 408:
-                    self._refused(exc)
-                    raise _Refused(str(exc)) from exc
-                wait, error = delay, exc
-            except Exception as exc:
-                wait, error = delay, exc
-            else:
-                self._back_online()
-                return ack
-            finally:
-                self._stats.send_seconds += time.perf_counter() - started
-            if attempt + 1 == attempts or wait > self._max_retry_wait or not self._pause(wait):
-                break
-            delay = min(delay * 2, self._backoff_cap)
-        self._go_offline(wait, firm=isinstance(error, RateLimited))
-        if not self._offline_logged and not self._closing.is_set():
-            self._offline_logged = True
-            logger.warning(
-                "datacat: cannot send to %s (%s); records go to the spool in %s until it answers",
-                self._client.base_url,
-                error,
-                self._spool.directory,
-            )
-        return None
-
-    def _pause(self, seconds: float) -> bool:
-        """Sleep before a retry; False when close() cut it short."""
-        return not self._closing.wait(seconds)
-
-    def _go_offline(self, at_least: float, *, firm: bool = False) -> None:
-        """No network until the offline period (at least ``at_least`` s) is over.
-
-        Unless ``firm`` (the server asked for it: 429, or refused a batch), a flush may
-        still probe once: someone waits for an answer.
-        """
-        now = time.monotonic()
-        period = self._offline_period
-        self._offline_until = now + max(period, at_least)
-        self._offline_period = min(period * 2, self._offline_cap)
-        self._no_probe_until = self._offline_until if firm else 0.0
-        self._probing = True
-
-    def _refused(self, exc: APIError) -> None:
-        self._stats.last_refusal = str(exc)
-        if exc.status_code not in self._refusals_logged:
-            self._refusals_logged.add(exc.status_code)
-            logger.warning(
-                "datacat: %s refused a batch (%s); it is kept in the spool in %s",
-                self._client.base_url,
-                exc,
-                self._spool.directory,
-            )
-
-    def _back_online(self) -> None:
-        if self._offline_logged:
-            logger.info("datacat: %s answers again", self._client.base_url)
-        self._offline_logged = False
-        self._probing = False
-        self._offline_until = 0.0
-        self._offline_period = self._offline_for
-        self._upload_leftovers()
-
-    def _resend_spool(self) -> bool:
-        """Send our spool files, oldest first; False when the server stopped answering."""
-        return all(self._resend_file(path) for path in self._spool.rotate())
-
-    def _resend_file(self, path: Path) -> bool:
-        """Send one of our spool files; False when the server stopped answering."""
-        count = _LineCount()
-        try:
-            with path.open("rb") as fh:
-                if read_header(fh) is None:
-                    self._spool.abandon(path)
-                    return True
-                for batch in iter_spool(fh, self._batch_size, count):
-                    if self._past_deadline():
-                        return False
-                    ack = self._deliver(wire.encode(wire.Batch(records=batch)))
-                    if ack is None:
-                        return False
-                    self._count(ack)
-        except _Refused:
-            self._spool.abandon(path)
-            return True
-        except OSError as exc:
-            logger.warning("datacat: cannot read the spool file %s: %s", path, exc)
-            self._spool.abandon(path)
-            return True
-        if count.skipped:
-            logger.warning("datacat: %d unreadable lines skipped in %s", count.skipped, path)
-        self._spool.release(path)
-        return True
-
-    def _upload_leftovers(self) -> None:
-        """Once per process and server: upload spool files that earlier runs left."""
-        if self._leftovers_checked:
-            return
-        self._leftovers_checked = True
-        key = (str(self._spool.directory), self._client.base_url)
-        with _leftovers_lock:
-            if key in _leftovers_done:
-                return
-            _leftovers_done.add(key)
-
-        def upload() -> None:
-            try:
-                report = upload_spool(
-                    self._spool.directory, client=self._client, only_url=self._client.base_url
-                )
-            except Exception:
-                logger.exception("datacat: could not upload earlier spool files")
-                return
-            if report.removed:
-                logger.info(
-                    "datacat: uploaded %d records from %d spool files of earlier runs",
-                    report.sent,
-                    report.removed,
-                )
-
-        thread = threading.Thread(target=upload, name="datacat-spool-upload", daemon=True)
-        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
-            thread.start()
 
     # -- process events -------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
         self._spool.after_fork_in_child()
         self._reset()
+        if self._on_fork is not None:
+            self._on_fork()
 
 
 def _close_all() -> None:
@@ -607,6 +382,10 @@ def _close_all() -> None:
 
 
 def _after_fork_in_child() -> None:
+    """The package's one fork hook. A child has only the forking thread: every sender
+    gets a fresh queue, thread, policy and spool file (the parent's stay the parent's),
+    and its ``on_fork`` (a `Session` starts a new range of sequence numbers). Transports
+    notice a fork by themselves, at their next request."""
     for sender in list(_all_senders):
         sender._after_fork_in_child()
 

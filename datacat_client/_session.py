@@ -15,12 +15,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import re
 import sys
 import time
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,8 +45,6 @@ _encode = wire.encode
 _now = time.time
 _Raw = msgspec.Raw
 _isfinite = math.isfinite
-
-_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
@@ -116,10 +112,10 @@ class Session:
             heartbeat=self._heartbeat_record,
             heartbeat_interval=self._heartbeat_interval,
             flush_timeout=flush_timeout,
+            on_fork=self._after_fork_in_child,
             **(sender_options or {}),
         )
         self._submit = self._sender.submit
-        _sessions.add(self)
         self.record(
             wire.SessionStart,
             name=name,
@@ -342,6 +338,7 @@ class Session:
         self.close()
 
     def _after_fork_in_child(self) -> None:
+        """A forked child: a range of sequence numbers of its own, no monitor thread."""
         self._seq = itertools.count(_seq_base())
         self._monitor = None
 
@@ -388,12 +385,3 @@ def create_session(
         flush_timeout=flush_timeout,
         sender_options=sender_options,
     )
-
-
-def _after_fork_in_child() -> None:
-    for session in list(_sessions):
-        session._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

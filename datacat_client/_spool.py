@@ -7,9 +7,9 @@ is open, so an uploader (``datacat upload``, or the next client start) skips fil
 are still being written. Each append is one ``write`` of whole lines on an unbuffered
 descriptor; a line torn by a killed process is skipped, and counted, when the file is read.
 
-Uploading is idempotent: the server stores each (session, seq) once, so a file whose
-upload failed half-way is simply sent again, and deleted only once every batch of it was
-acknowledged.
+Two kinds of file are sent again (by `_replay.Replayer`): a writer's own files
+(`OwnFile`: it holds their lock) and files other processes left (`LeftFile`: locked
+while they are sent, skipped while another process holds them).
 """
 
 from __future__ import annotations
@@ -28,16 +28,13 @@ from typing import BinaryIO, Literal
 import msgspec
 
 from . import wire
-from ._client import DatacatClient
-from ._config import default_spool_dir
-from ._errors import APIError, DatacatError, NotFound
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no locking, uploaders cannot tell
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["SpoolWriter", "UploadReport", "iter_spool", "read_header", "upload_spool"]
+__all__ = ["LeftFile", "OwnFile", "Skip", "SpoolWriter", "iter_spool", "list_spool", "read_header"]
 
 logger = logging.getLogger("datacat")
 
@@ -89,7 +86,7 @@ def _warn_unwritable(directory: Path, exc: OSError) -> None:
 
 
 @dataclasses.dataclass
-class _OwnFile:
+class _OpenFile:
     path: Path
     fd: int
 
@@ -98,8 +95,8 @@ class SpoolWriter:
     """Appends one session's records to this process's spool file. Never raises.
 
     The sender re-sends its own files once the server answers again: `rotate` hands them
-    over (new appends go to a fresh file), then `release` (sent: deleted) or `abandon`
-    (rejected: left on disk for ``datacat upload``).
+    over as `OwnFile` objects (new appends go to a fresh file), which then `release`
+    (sent: deleted) or `abandon` (rejected: left on disk for ``datacat upload``) them.
     """
 
     def __init__(self, directory: Path | str, session_id: str, base_url: str) -> None:
@@ -107,11 +104,13 @@ class SpoolWriter:
         self.session_id = session_id
         self.base_url = base_url
         self._lock = threading.Lock()
-        self._current: _OwnFile | None = None
-        self._pending: list[_OwnFile] = []
+        self._current: _OpenFile | None = None
+        self._pending: list[_OpenFile] = []
         self._retry_at = 0.0
+        #: Files the server refused, left on disk for ``datacat upload``.
+        self.abandoned = 0
 
-    def _open(self) -> _OwnFile | None:
+    def _open(self) -> _OpenFile | None:
         if time.monotonic() < self._retry_at:
             return None
         name = f"{self.session_id}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
@@ -134,7 +133,7 @@ class SpoolWriter:
             self._retry_at = time.monotonic() + _RETRY_OPEN_AFTER
             _warn_unwritable(self.directory, exc)
             return None
-        return _OwnFile(path, fd)
+        return _OpenFile(path, fd)
 
     def append(self, records: Sequence[wire.Record]) -> bool:
         """Write records; False when they could not be written (they are lost)."""
@@ -174,15 +173,15 @@ class SpoolWriter:
             own = [*self._pending, *([self._current] if self._current else [])]
         return [f.path for f in own]
 
-    def rotate(self) -> list[Path]:
+    def rotate(self) -> list[OwnFile]:
         """Hand over every file to re-send; later appends go to a new file."""
         with self._lock:
             if self._current is not None:
                 self._pending.append(self._current)
                 self._current = None
-            return [f.path for f in self._pending]
+            return [OwnFile(self, f.path) for f in self._pending]
 
-    def _take(self, path: Path) -> _OwnFile | None:
+    def _take(self, path: Path) -> _OpenFile | None:
         with self._lock:
             for own in self._pending:
                 if own.path == path:
@@ -203,6 +202,7 @@ class SpoolWriter:
         """The server refused the file: unlock it and leave it for ``datacat upload``."""
         own = self._take(path)
         if own is not None:
+            self.abandoned += 1
             with contextlib.suppress(OSError):
                 os.close(own.fd)
 
@@ -233,11 +233,11 @@ def read_header(fh: BinaryIO) -> str | None:
 
 
 @dataclasses.dataclass
-class _LineCount:
+class LineCount:
     skipped: int = 0
 
 
-def iter_spool(fh: BinaryIO, batch_size: int, count: _LineCount) -> Iterator[list[wire.Record]]:
+def iter_spool(fh: BinaryIO, batch_size: int, count: LineCount) -> Iterator[list[wire.Record]]:
     """Records of a spool file (after its header), in batches; bad lines are counted."""
     batch: list[wire.Record] = []
     for line in fh:
@@ -255,111 +255,6 @@ def iter_spool(fh: BinaryIO, batch_size: int, count: _LineCount) -> Iterator[lis
         yield batch
 
 
-# -- uploading ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class UploadReport:
-    """What `upload_spool` did."""
-
-    #: Spool files looked at.
-    files: int = 0
-    #: Records the server stored, and records it already had.
-    sent: int = 0
-    duplicates: int = 0
-    #: Files sent completely, then deleted.
-    removed: int = 0
-    #: Lines that were not valid records (torn by a killed writer), not sent.
-    skipped_lines: int = 0
-    #: Files kept, with the reason: locked (still being written), refused, failed.
-    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    #: How many of the skipped files failed (refused, or the server did not answer),
-    #: as opposed to files skipped on purpose (locked, or for another server).
-    failed: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """Whether every file that was ours to send now is sent."""
-        return self.failed == 0
-
-    def __str__(self) -> str:
-        lines = [
-            f"{self.files} spool files: {self.sent} records stored, {self.duplicates} already"
-            f" there, {self.removed} files sent and removed"
-            + (f", {self.skipped_lines} unreadable lines skipped" if self.skipped_lines else "")
-        ]
-        lines += [f"kept {path}: {reason}" for path, reason in self.skipped]
-        return "\n".join(lines)
-
-
-def _refusal(fh: BinaryIO, only_url: str | None) -> str | None:
-    """Why an open spool file is not to be uploaded now, or None."""
-    if not _try_lock(fh.fileno()):
-        return "locked: still being written"
-    url = read_header(fh)
-    if url is None:
-        return "not a datacat spool file"
-    if only_url is not None and url != only_url:
-        return f"for another server: {url}"
-    return None
-
-
-# What became of a file: go on with the next file, stop (the server is unusable), or
-# go on but try this file again later (404: its session starts in another file).
-_NEXT, _STOP, _LATER = "next", "stop", "later"
-
-
-def _send_file(
-    fh: BinaryIO, client: DatacatClient, batch_size: int, report: UploadReport
-) -> tuple[str | None, str]:
-    """Send a file's records: (why it failed, or None; what to do next)."""
-    count = _LineCount()
-    try:
-        for batch in iter_spool(fh, batch_size, count):
-            ack = client.send_batch(batch)
-            report.sent += ack.accepted
-            report.duplicates += ack.duplicates
-    except NotFound as exc:
-        return f"refused: {exc}", _LATER
-    except APIError as exc:
-        # A 4xx (but 429) concerns this file; the next one may be fine.
-        file_only = 400 <= exc.status_code < 500 and exc.status_code != 429
-        return f"refused: {exc}", _NEXT if file_only else _STOP
-    except (DatacatError, OSError) as exc:
-        return f"failed: {exc}", _STOP
-    finally:
-        report.skipped_lines += count.skipped
-    return None, _NEXT
-
-
-def _upload_file(
-    path: Path, client: DatacatClient, batch_size: int, only_url: str | None, report: UploadReport
-) -> str:
-    """Upload one file, delete it when sent; say what to do next."""
-    try:
-        fh = path.open("rb")
-    except FileNotFoundError:
-        return _NEXT  # someone else uploaded it meanwhile
-    except OSError as exc:
-        report.files += 1
-        report.failed += 1
-        report.skipped.append((str(path), f"cannot open: {exc}"))
-        return _NEXT
-    report.files += 1
-    then = _NEXT
-    with fh:
-        reason = _refusal(fh, only_url)
-        if reason is None:
-            reason, then = _send_file(fh, client, batch_size, report)
-            report.failed += reason is not None
-        if reason is None:
-            path.unlink(missing_ok=True)  # still locked: no one else is reading it
-            report.removed += 1
-        else:
-            report.skipped.append((str(path), reason))
-    return then
-
-
 def _oldest_first(path: Path) -> tuple[float, str]:
     try:
         return (path.stat().st_mtime, path.name)
@@ -367,50 +262,82 @@ def _oldest_first(path: Path) -> tuple[float, str]:
         return (0.0, path.name)
 
 
-def upload_spool(
-    directory: Path | str | None = None,
-    base_url: str | None = None,
-    token: str | None = None,
-    *,
-    batch_size: int = 1000,
-    only_url: str | None = None,
-    client: DatacatClient | None = None,
-) -> UploadReport:
-    """Send the spooled records to the server; delete each file once all of it is stored.
+def list_spool(directory: Path) -> list[Path]:
+    """The spool files in ``directory``, oldest first (none if it does not exist).
 
-    ``directory`` defaults to `default_spool_dir`; ``base_url`` and ``token`` to the
-    environment (or pass a ready ``client``). ``only_url`` uploads only files spooled for
-    that server. Files still being written (locked) are skipped. Raises nothing for a
-    failed file: it is kept and listed in the report.
+    Raises `OSError` when the directory cannot be listed.
     """
-    folder = Path(directory) if directory is not None else default_spool_dir()
-    report = UploadReport()
-    try:
-        paths = sorted(folder.glob("*.jsonl"), key=_oldest_first)
-    except OSError as exc:
-        report.skipped.append((str(folder), f"cannot list: {exc}"))
-        return report
-    if not paths:
-        return report
-    own_client = client is None
-    if client is None:
-        client = DatacatClient(base_url, token)
-    try:
-        later = []
-        for path in paths:
-            then = _upload_file(path, client, batch_size, only_url, report)
-            if then == _STOP:
-                break
-            if then == _LATER:
-                later.append(str(path))
-        if later and report.removed:  # another file may have started those sessions
-            report.files -= len(later)
-            report.failed -= len(later)
-            report.skipped = [item for item in report.skipped if item[0] not in later]
-            for name in later:
-                if _upload_file(Path(name), client, batch_size, only_url, report) == _STOP:
-                    break
-    finally:
-        if own_client:
-            client.close()
-    return report
+    return sorted(directory.glob("*.jsonl"), key=_oldest_first)
+
+
+# -- files to send again ----------------------------------------------------------------
+
+
+class Skip(Exception):
+    """A spool file that is not to be sent now, and why; ``failed`` when that is a
+    failure rather than on purpose (a file still being written, or for another server)."""
+
+    def __init__(self, reason: str, *, failed: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failed = failed
+
+
+class OwnFile:
+    """One of a `SpoolWriter`'s files: its writer holds the lock."""
+
+    def __init__(self, writer: SpoolWriter, path: Path) -> None:
+        self.writer = writer
+        self.path = path
+
+    def open(self) -> BinaryIO:
+        """The file, read past its header."""
+        fh = self.path.open("rb")
+        if read_header(fh) is None:
+            fh.close()
+            raise Skip("not a datacat spool file")
+        return fh
+
+    def sent(self) -> None:
+        self.writer.release(self.path)
+
+    def abandon(self) -> None:
+        self.writer.abandon(self.path)
+
+
+class LeftFile:
+    """A spool file in the directory, maybe another process's: locked while it is sent
+    (an uploader running at the same time skips it); only files for ``only_url`` (if
+    given) are taken."""
+
+    def __init__(self, path: Path, only_url: str | None = None) -> None:
+        self.path = path
+        self.only_url = only_url
+
+    def open(self) -> BinaryIO:
+        """The file, locked and read past its header; `FileNotFoundError` when it is
+        gone (someone else sent it meanwhile)."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise Skip(f"cannot open: {exc}", failed=True) from exc
+        try:
+            if not _try_lock(fh.fileno()):
+                raise Skip("locked: still being written")
+            url = read_header(fh)
+            if url is None:
+                raise Skip("not a datacat spool file")
+            if self.only_url is not None and url != self.only_url:
+                raise Skip(f"for another server: {url}")
+        except BaseException:
+            fh.close()
+            raise
+        return fh
+
+    def sent(self) -> None:
+        self.path.unlink(missing_ok=True)  # still locked: no one else is reading it
+
+    def abandon(self) -> None:
+        pass

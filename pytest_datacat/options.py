@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ __all__ = ["CAPTURE_MODES", "Options", "add_options", "resolve_options"]
 CAPTURE_MODES = ("failed", "all", "none")
 _DEFAULT_URL = "http://127.0.0.1:8080"
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off", ""}  # the error message in _enabled lists both
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,115 +109,143 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("datacat_capture", "captured output to keep: failed, all, none", default="")
 
 
-def _pick(cli: object, env: Mapping[str, str], env_key: str, ini: object) -> str | None:
-    if cli is not None:
-        return str(cli)
-    if env.get(env_key):
-        return env[env_key]
-    if ini not in (None, "", []):
-        return str(ini)
-    return None
+@dataclasses.dataclass(frozen=True)
+class _Setting:
+    """A value as given, and where it came from, as a user would write it there."""
+
+    value: str
+    source: str
+
+    def error(self, expected: str) -> pytest.UsageError:
+        return pytest.UsageError(f"{self.source} must be {expected}; got {self.value!r}")
 
 
-def _seconds(name: str, raw: str | None, default: float) -> float:
-    if raw is None:
+class _Sources:
+    """One run's settings: command line over environment over ini file."""
+
+    def __init__(self, config: pytest.Config, env: Mapping[str, str]) -> None:
+        self._config = config
+        self._env = env
+
+    def get(self, name: str) -> _Setting | None:
+        """Setting ``name`` (``hang_timeout``): from ``--datacat-hang-timeout``, else
+        ``DATACAT_HANG_TIMEOUT``, else the ini key ``datacat_hang_timeout``."""
+        cli = getattr(self._config.option, f"datacat_{name}")
+        if cli is not None:
+            return _Setting(str(cli), f"--datacat-{name.replace('_', '-')}")
+        env = self.env(f"DATACAT_{name.upper()}")
+        if env is not None:
+            return env
+        ini = self._config.getini(f"datacat_{name}")
+        if ini not in (None, "", []):
+            return _Setting(str(ini), self.ini_source(f"datacat_{name}"))
+        return None
+
+    def env(self, key: str) -> _Setting | None:
+        value = self._env.get(key)
+        return _Setting(value, key) if value else None
+
+    def ini_lines(self, key: str) -> list[str]:
+        lines: list[str] = self._config.getini(key)
+        return lines
+
+    def ini_source(self, key: str) -> str:
+        inipath = self._config.inipath
+        return f"{key} in {inipath.name if inipath is not None else 'the ini file'}"
+
+
+def _seconds(setting: _Setting | None, default: float) -> float:
+    if setting is None:
         return default
     try:
-        value = float(raw)
+        value = float(setting.value)
     except ValueError:
-        raise pytest.UsageError(f"--{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise pytest.UsageError(f"--{name} must be a positive number of seconds, got {raw!r}")
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise setting.error("a positive number of seconds, such as 60 or 2.5")
     return value
 
 
-def _url(raw: str | None) -> str:
-    url = (raw or _DEFAULT_URL).strip().rstrip("/")
+def _url(setting: _Setting | None) -> str:
+    if setting is None:
+        return _DEFAULT_URL
+    url = setting.value.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise pytest.UsageError(
-            f"--datacat-url must be an http:// or https:// URL with a host, got {raw!r}"
-            " (for example http://127.0.0.1:8080)"
-        )
+        raise setting.error(f"an http:// or https:// URL with a host, such as {_DEFAULT_URL}")
     return url
 
 
-def _labels(cli: list[str] | None, env: Mapping[str, str], ini: list[str]) -> dict[str, str]:
+def _capture(setting: _Setting | None) -> str:
+    if setting is None:
+        return "failed"
+    capture = setting.value.lower()
+    if capture not in CAPTURE_MODES:
+        raise setting.error(f"one of {', '.join(CAPTURE_MODES)}")
+    return capture
+
+
+def _labels(cli: list[str] | None, sources: _Sources) -> dict[str, str]:
     if cli:
-        items = cli
-    elif env.get("DATACAT_LABELS"):
-        items = [part for part in env["DATACAT_LABELS"].split(",") if part.strip()]
+        items = [_Setting(item, "--datacat-label") for item in cli]
+    elif (env := sources.env("DATACAT_LABELS")) is not None:
+        items = [_Setting(part, env.source) for part in env.value.split(",") if part.strip()]
     else:
-        items = [line for line in ini if line.strip()]
+        lines = sources.ini_lines("datacat_labels")
+        source = sources.ini_source("datacat_labels")
+        items = [_Setting(line, source) for line in lines if line.strip()]
     labels: dict[str, str] = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, value = item.value.partition("=")
         if not sep or not key.strip():
-            raise pytest.UsageError(f"--datacat-label must be KEY=VALUE, got {item!r}")
+            raise item.error("KEY=VALUE labels, such as team=payments")
         labels[key.strip()] = value.strip()
     return labels
 
 
-def _enabled(cli: object, env: Mapping[str, str], ini: object) -> bool:
-    if cli:
+def _enabled(config: pytest.Config, sources: _Sources, env: Mapping[str, str]) -> bool:
+    if config.option.datacat:
         return True
     raw = env.get("DATACAT_ENABLE")
     if raw is not None:
         lowered = raw.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise pytest.UsageError(f"DATACAT_ENABLE must be 1 or 0, got {raw!r}")
-    return bool(ini)
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise _Setting(raw, "DATACAT_ENABLE").error(
+            "1, true, yes or on (record the run), or 0, false, no, off or empty (do not)"
+        )
+    try:
+        return bool(config.getini("datacat"))
+    except (ValueError, pytest.UsageError):  # pytest's message names neither key nor values
+        raise pytest.UsageError(
+            f"{sources.ini_source('datacat')} must be true or false (or yes/no, on/off, 1/0)"
+        ) from None
 
 
 def resolve_options(config: pytest.Config, env: Mapping[str, str] | None = None) -> Options | None:
     """The run's options, or None when DataCat is off.
 
-    A bad value is a `pytest.UsageError`, which pytest reports before any test runs.
-    Values are only checked when DataCat is on.
+    A bad value is a `pytest.UsageError` naming where it came from (the option, the
+    environment variable or the ini key) and what is accepted; pytest reports it before
+    any test runs. Values are only checked when DataCat is on.
     """
     env = os.environ if env is None else env
-    opt = config.option
-    if not _enabled(opt.datacat, env, config.getini("datacat")):
+    sources = _Sources(config, env)
+    if not _enabled(config, sources, env):
         return None
-    capture = _pick(opt.datacat_capture, env, "DATACAT_CAPTURE", config.getini("datacat_capture"))
-    capture = (capture or "failed").lower()
-    if capture not in CAPTURE_MODES:
-        raise pytest.UsageError(
-            f"--datacat-capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}"
-        )
-    project = _pick(opt.datacat_project, env, "DATACAT_PROJECT", config.getini("datacat_project"))
+    project = sources.get("project")
+    token = sources.get("token")
     spool = env.get("DATACAT_SPOOL_DIR")
     return Options(
-        url=_url(_pick(opt.datacat_url, env, "DATACAT_URL", config.getini("datacat_url"))),
-        token=_pick(opt.datacat_token, env, "DATACAT_TOKEN", config.getini("datacat_token")),
-        project=project or default_project(Path(str(config.rootpath))),
-        labels=_labels(opt.datacat_label, env, config.getini("datacat_labels")),
-        hang_timeout=_seconds(
-            "datacat-hang-timeout",
-            _pick(
-                opt.datacat_hang_timeout,
-                env,
-                "DATACAT_HANG_TIMEOUT",
-                config.getini("datacat_hang_timeout"),
-            ),
-            60.0,
-        ),
-        flush_timeout=_seconds(
-            "datacat-flush-timeout",
-            _pick(
-                opt.datacat_flush_timeout,
-                env,
-                "DATACAT_FLUSH_TIMEOUT",
-                config.getini("datacat_flush_timeout"),
-            ),
-            10.0,
-        ),
-        capture=capture,
+        url=_url(sources.get("url")),
+        token=token.value if token is not None else None,
+        project=project.value
+        if project is not None
+        else default_project(Path(str(config.rootpath))),
+        labels=_labels(config.option.datacat_label, sources),
+        hang_timeout=_seconds(sources.get("hang_timeout"), 60.0),
+        flush_timeout=_seconds(sources.get("flush_timeout"), 10.0),
+        capture=_capture(sources.get("capture")),
         spool_dir=Path(spool) if spool else None,
-        heartbeat_interval=_seconds(
-            "DATACAT_HEARTBEAT_INTERVAL", env.get("DATACAT_HEARTBEAT_INTERVAL") or None, 15.0
-        ),
+        heartbeat_interval=_seconds(sources.env("DATACAT_HEARTBEAT_INTERVAL"), 15.0),
     )

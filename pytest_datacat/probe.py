@@ -30,9 +30,6 @@ class Probe:
         self._memory = ResidentMemory()
         self._markers = MarkerNames()
 
-    def close(self) -> None:
-        self._memory.close()
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
@@ -59,3 +56,6 @@ class Probe:
         except Exception:  # noqa: S110 - measuring must never break a test run
             pass
         return report
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self._memory.close()

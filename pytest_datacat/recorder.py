@@ -77,7 +77,9 @@ class Recorder:
     def __init__(self, config: pytest.Config, options: Options) -> None:
         self.config = config
         self.options = options
-        self.session: Session | None = None
+        #: The DataCat session this run is recorded in (pytest's own session is
+        #: ``pytest.Session``, the argument of the session hooks).
+        self.datacat: Session | None = None
         self.errors: list[str] = []
         self.overhead = 0.0
         self.results = 0
@@ -101,14 +103,14 @@ class Recorder:
     # -- helpers --------------------------------------------------------------------
 
     def _send(self, cls: type[Any], **fields: Any) -> None:
-        session = self.session
-        if session is not None:
+        datacat = self.datacat
+        if datacat is not None:
             fields.setdefault("timestamp", time.time())
-            session.submit(cls(session_id=session.session_id, seq=session.next_seq(), **fields))
+            datacat.submit(cls(session_id=datacat.session_id, seq=datacat.next_seq(), **fields))
 
     def _log_event(self, name: str, data: dict[str, Any]) -> None:
-        if self.session is not None:
-            self.session.log_event(name, data)
+        if self.datacat is not None:
+            self.datacat.log_event(name, data)
 
     def _runs_tests_here(self) -> bool:
         """False on an xdist controller: the tests run in the workers."""
@@ -121,7 +123,7 @@ class Recorder:
     @_guarded
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         opts = self.options
-        self.session = create_session(
+        self.datacat = create_session(
             opts.url,
             session_id=self.session_id,
             token=opts.token,
@@ -194,12 +196,12 @@ class Recorder:
                 if memory is not None
                 else Attempt(nodeid, now)
             )
-            session = self.session
-            if session is not None:
-                session.submit(
+            datacat = self.datacat
+            if datacat is not None:
+                datacat.submit(
                     wire.TestStart(
                         session_id=self.session_id,
-                        seq=session.next_seq(),
+                        seq=datacat.next_seq(),
                         timestamp=now,
                         nodeid=nodeid,
                     )
@@ -292,7 +294,7 @@ class Recorder:
     @_guarded
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         finishing = time.perf_counter()
-        sent_before = self.session.stats.send_seconds if self.session is not None else 0.0
+        sent_before = self.datacat.stats.send_seconds if self.datacat is not None else 0.0
         if self._watchdog is not None:
             self._watchdog.stop()
         if self._metadata is not None:
@@ -309,7 +311,13 @@ class Recorder:
             duration=duration,
         )
         self._send(wire.SessionEnd)
-        delivered = self.session.flush(self.options.flush_timeout) if self.session else False
+        delivered = False
+        if self.datacat is not None:
+            # The one wait for the server: a slow one gets the flush timeout, an absent
+            # one none (see datacat_client._policy). Closing then spools what is left
+            # at once, so that the summary below is final.
+            delivered = self.datacat.flush(self.options.flush_timeout)
+            self.datacat.close(timeout=0.0)
         self.summary = RunSummary.build(
             recorder=self,
             status=status,
@@ -317,7 +325,7 @@ class Recorder:
             duration=duration,
             delivered=delivered,
             # the hooks so far, the posts during the run, and this hook with its wait for
-            # the server (up to the flush timeout when the server is down)
+            # the server (up to the flush timeout when the server is slow)
             overhead=self.overhead + sent_before + (time.perf_counter() - finishing),
         )
 
@@ -341,9 +349,11 @@ class Recorder:
         self.summary.write_github_step_summary()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        session, self.session = self.session, None
-        if session is not None:
+        if self._memory is not None:
+            self._memory.close()
+        datacat, self.datacat = self.datacat, None
+        if datacat is not None:  # closed at the session's end already, unless it failed
             try:
-                session.close(timeout=min(2.0, self.options.flush_timeout))
+                datacat.close(timeout=min(2.0, self.options.flush_timeout))
             except Exception as exc:  # pragma: no cover - close never raises by contract
                 sys.stderr.write(f"datacat: closing the session failed: {exc}\n")

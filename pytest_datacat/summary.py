@@ -60,6 +60,8 @@ def _name(nodeid: str, subtest: str | None) -> str:
 
 @dataclasses.dataclass
 class RunSummary:
+    """What became of a recorded run: the plugin's line, and the GitHub step summary."""
+
     session_id: str
     run_url: str
     status: str
@@ -73,6 +75,10 @@ class RunSummary:
     spool_dir: Path
     #: Why the server refused records, if it did (a missing or wrong token, mostly).
     refusal: str | None
+    #: Why posts last failed without an answer (``server unreachable``), if they did.
+    failure: str | None
+    #: Records that earlier runs had spooled, sent by this one.
+    leftovers_sent: int
     #: The server, and whether a token was used: what `datacat upload` needs too.
     url: str
     with_token: bool
@@ -91,9 +97,9 @@ class RunSummary:
         delivered: bool,
         overhead: float,
     ) -> RunSummary:
-        session = recorder.session
-        stats = session.stats if session is not None else None
-        session_id = session.session_id if session is not None else ""
+        datacat = recorder.datacat
+        stats = datacat.stats if datacat is not None else None
+        session_id = datacat.session_id if datacat is not None else ""
         return cls(
             session_id=session_id,
             run_url=f"{recorder.options.url}/runs/{session_id}",
@@ -107,6 +113,8 @@ class RunSummary:
             lost=stats.lost if stats else 0,
             spool_dir=recorder.options.spool_dir or default_spool_dir(),
             refusal=stats.last_refusal if stats else None,
+            failure=stats.last_failure if stats else None,
+            leftovers_sent=stats.leftovers_sent if stats else 0,
             url=recorder.options.url,
             with_token=bool(recorder.options.token),
             overhead=overhead,
@@ -121,25 +129,37 @@ class RunSummary:
 
     def line(self) -> str:
         """The one line the plugin adds to pytest's output."""
-        parts = [f"datacat: run {self.session_id[:8]}", f"{self.results} results recorded"]
+        parts = [f"datacat: run {self.session_id[:8]}"]
         if self.delivered:
-            parts.append(self.run_url)
+            parts += [f"{self.results} results recorded", self.run_url]
         elif self.spooled:
-            why = f"server refused them ({self.refusal})" if self.refusal else "server unreachable"
-            parts.append(
-                f"{why}, {self.spooled} records spooled in {self.spool_dir}"
-                f" (send them with: {self.upload_command})"
-            )
+            spooled = "spooled" if not self.sent else "partly recorded, the rest spooled"
+            parts += [
+                f"{self.results} results {spooled}",
+                f"{self.why}, {self.spooled} records in {self.spool_dir}"
+                f" (send them with: {self.upload_command})",
+            ]
         elif self.lost:
-            parts.append("records not sent")
+            parts.append(f"{self.results} results not sent ({self.why})")
         else:
-            parts.append("not all records confirmed by the server before the flush timeout")
+            parts.append(
+                f"{self.results} results, not all confirmed by the server before the flush timeout"
+            )
+        if self.leftovers_sent:
+            parts.append(f"sent {self.leftovers_sent} records spooled by earlier runs")
         if self.lost:
             parts.append(f"{self.lost} records lost (spool {self.spool_dir} not writable)")
         parts.append(f"overhead {self.overhead:.2f}s")
         if self.errors:
             parts.append(f"{len(self.errors)} plugin errors (first: {self.errors[0][:120]})")
         return " · ".join(parts)
+
+    @property
+    def why(self) -> str:
+        """Why records were not sent, in a few words."""
+        if self.refusal:
+            return f"server refused them ({self.refusal})"
+        return self.failure or "server did not confirm them in time"
 
     @property
     def upload_command(self) -> str:
@@ -157,7 +177,7 @@ class RunSummary:
             lines.append(f"[Open this run in DataCat]({self.run_url})")
         elif self.spooled:
             lines.append(
-                f"{self.spooled} records were spooled in `{self.spool_dir}`;"
+                f"{self.spooled} records were spooled in `{self.spool_dir}` ({self.why});"
                 f" send them with `{self.upload_command}`"
             )
         else:

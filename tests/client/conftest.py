@@ -1,5 +1,5 @@
-"""Fixtures of the client tests: a fake transport, a capturing HTTP server, factories
-that close what they create."""
+"""Fixtures of the client tests: a transport that plays the server, a capturing HTTP
+server, factories that close what they create."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 
 from datacat_client import BackgroundSender, DatacatClient, Session, create_session
 
-from .fakes import BASE_URL, SESSION_ID, CapturingServer, FakeTransport
+from .fakes import BASE_URL, SESSION_ID, CapturingServer, FakeServer
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTransport]:
-    transport = FakeTransport()
+def fake() -> Iterator[FakeServer]:
+    transport = FakeServer()
     yield transport
     transport.release.set()
 
@@ -35,7 +35,7 @@ def spool_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_sender(fake: FakeTransport, spool_dir: Path) -> Iterator[Callable[..., BackgroundSender]]:
+def make_sender(fake: FakeServer, spool_dir: Path) -> Iterator[Callable[..., BackgroundSender]]:
     """Build senders over the fake transport with fast retries; closed at teardown."""
     made: list[BackgroundSender] = []
 
@@ -62,7 +62,7 @@ def make_sender(fake: FakeTransport, spool_dir: Path) -> Iterator[Callable[..., 
 
 
 @pytest.fixture
-def make_session(fake: FakeTransport, spool_dir: Path) -> Iterator[Callable[..., Session]]:
+def make_session(fake: FakeServer, spool_dir: Path) -> Iterator[Callable[..., Session]]:
     """Sessions over the fake transport, without heartbeats; closed at teardown."""
     made: list[Session] = []
 
@@ -89,5 +89,4 @@ def server() -> Iterator[CapturingServer]:
     srv = CapturingServer()
     srv.thread.start()
     yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    srv.stop()

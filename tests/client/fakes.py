@@ -1,5 +1,5 @@
-"""Test doubles and helpers of the client tests: a fake transport, a capturing HTTP
-server, spool readers."""
+"""Test doubles and helpers of the client tests: a transport that plays the server, a
+capturing HTTP server, spool readers, a fake clock."""
 
 from __future__ import annotations
 
@@ -9,66 +9,109 @@ import http.server
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from datacat_client import NotFound, TransportError, wire
+from datacat_client import TransportError, wire
+from datacat_client._transport import Request, Response
 
 BASE_URL = "http://datacat.test"
 SESSION_ID = "0" * 32
+
+
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Response:
+    """A `Response` with a JSON body (``{"detail": ...}`` when ``body`` is a string)."""
+    if isinstance(body, str):
+        body = {"status_code": status, "detail": body}
+    content = b"" if body is None else json.dumps(body).encode()
+    return Response(status, {k.lower(): v for k, v in (headers or {}).items()}, content)
+
+
+def refused_connection() -> TransportError:
+    return TransportError("connection refused", unreachable=True)
+
+
+def timed_out() -> TransportError:
+    return TransportError("timed out")
 
 
 @dataclasses.dataclass
 class Call:
     at: float
     records: list[wire.Record]
-    timeout: float
+    timeout: float | None
 
 
-class FakeTransport:
-    """A `Transport` that stores batches like the server does, (session, seq) once.
+#: What a scripted call does: raise, answer, or hang this many seconds (ignoring the
+#: request's timeout, as the worst transport would) and then answer normally.
+Action = BaseException | Response | float
 
-    ``script`` holds what the next calls do, in order: an exception to raise, or a
-    number of seconds to hang (ignoring the timeout, as the worst transport would).
-    ``down`` makes every call raise `TransportError`. With ``require_start``, a batch
-    holding records of a session whose `wire.SessionStart` was never stored is refused
-    with `NotFound`, as the server does.
+
+class FakeServer:
+    """A `Transport` that plays the server: ``POST /api/ingest`` stores records like the
+    server does, each (session, seq) once; other requests are recorded and answered
+    ``{"status": "ok"}`` (a new session id for ``POST /api/sessions``).
+
+    ``script`` holds what the next batch posts do, in order (see `Action`). ``down``
+    makes every request fail as a refused connection would, ``slow`` as one that timed
+    out. With ``require_start``, a batch holding records of a session whose
+    `wire.SessionStart` was never stored is refused with 404, as the server does.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls: list[Call] = []
+        self.requests: list[Request] = []
         self.stored: list[wire.Record] = []
         self.keys: set[tuple[str, int]] = set()
-        self.script: collections.deque[BaseException | float] = collections.deque()
+        self.script: collections.deque[Action] = collections.deque()
         self.down = False
+        self.slow = False
         self.release = threading.Event()
         self.closed = False
         self.require_start = False
         self.started: set[str] = set()
+        #: Answers to other requests, by path.
+        self.answers: dict[str, Response] = {}
 
-    def post_batch(self, body: bytes, timeout: float) -> wire.BatchAck:
-        batch = wire.batch_decoder.decode(body)
+    def handle_request(self, request: Request) -> Response:
         with self.lock:
-            self.calls.append(Call(time.monotonic(), batch.records, timeout))
-            action = self.script.popleft() if self.script else None
+            self.requests.append(request)
         if self.down:
-            raise TransportError("connection refused")
+            raise refused_connection()
+        if self.slow:
+            raise timed_out()
+        if request.path in self.answers:
+            return self.answers[request.path]
+        if request.path == "/api/sessions" and request.method == "POST":
+            return answer(200, {"session_id": "3f2b8c9e-1d4a-4b6f-9a7e-2c5d8e1f0a3b"})
+        if request.path != "/api/ingest":
+            return answer(200, {"status": "ok"})
+        batch = wire.batch_decoder.decode(request.body or b"")
+        with self.lock:
+            self.calls.append(Call(time.monotonic(), batch.records, request.timeout))
+            action = self.script.popleft() if self.script else None
         if isinstance(action, float):
             self.release.wait(action)
         elif isinstance(action, BaseException):
             raise action
+        elif isinstance(action, Response):
+            return action
+        return self._store(batch.records)
+
+    def _store(self, records: list[wire.Record]) -> Response:
         accepted = duplicates = 0
         with self.lock:
             if self.require_start:
                 known = self.started | {
-                    r.session_id for r in batch.records if isinstance(r, wire.SessionStart)
+                    r.session_id for r in records if isinstance(r, wire.SessionStart)
                 }
-                strangers = {r.session_id for r in batch.records} - known
+                strangers = {r.session_id for r in records} - known
                 if strangers:
-                    raise NotFound(f"unknown session: {sorted(strangers)[0]}")
+                    return answer(404, f"unknown session: {sorted(strangers)[0]}")
                 self.started = known
-            for record in batch.records:
+            for record in records:
                 key = (record.session_id, record.seq)
                 if key in self.keys:
                     duplicates += 1
@@ -76,7 +119,7 @@ class FakeTransport:
                     self.keys.add(key)
                     self.stored.append(record)
                     accepted += 1
-        return wire.BatchAck(accepted=accepted, duplicates=duplicates)
+        return answer(200, {"accepted": accepted, "duplicates": duplicates})
 
     def close(self) -> None:
         self.closed = True
@@ -85,20 +128,40 @@ class FakeTransport:
         with self.lock:
             return [r for r in self.stored if isinstance(r, cls)]
 
-    def wait_calls(self, n: int, timeout: float = 2.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.calls) >= n:
-                return True
-            time.sleep(0.005)
-        return False
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [r.seq for r in self.stored]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return bool(condition())
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 # -- a real HTTP server on 127.0.0.1 ---------------------------------------------------
 
 
 @dataclasses.dataclass
-class Request:
+class CapturedRequest:
     method: str
     path: str
     headers: dict[str, str]
@@ -117,15 +180,19 @@ class Reply:
     status: int = 200
     body: Any = dataclasses.field(default_factory=lambda: {"status": "ok"})
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds before answering; cut short when the server stops.
     delay: float = 0.0
+    #: Close the connection after answering, without saying so (a keep-alive timeout).
+    drop: bool = False
 
 
 class CapturingServer:
     """Records every request; answers with queued `Reply` objects (default: 200 ok)."""
 
     def __init__(self) -> None:
-        self.requests: list[Request] = []
+        self.requests: list[CapturedRequest] = []
         self.replies: collections.deque[Reply] = collections.deque()
+        self.stopping = threading.Event()
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -135,7 +202,7 @@ class CapturingServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 owner.requests.append(
-                    Request(
+                    CapturedRequest(
                         self.command,
                         self.path,
                         dict(self.headers.items()),
@@ -146,7 +213,7 @@ class CapturingServer:
                 )
                 reply = owner.replies.popleft() if owner.replies else Reply()
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    owner.stopping.wait(reply.delay)
                 payload = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
@@ -160,6 +227,8 @@ class CapturingServer:
                     self.wfile.write(payload)
                 except OSError:
                     pass  # the client gave up (a timeout test)
+                if reply.drop:
+                    self.close_connection = True
 
             do_GET = do_POST = _handle
 
@@ -176,6 +245,11 @@ class CapturingServer:
     def reply(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
+    def stop(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
 
 def read_spool_files(directory: Path) -> list[tuple[dict[str, Any], list[wire.Record]]]:
     """Every spool file in ``directory``: its header and its records."""
@@ -187,6 +261,21 @@ def read_spool_files(directory: Path) -> list[tuple[dict[str, Any], list[wire.Re
     return files
 
 
+def spooled_seqs(directory: Path) -> list[int]:
+    """The sequence numbers of every record in the spool files of ``directory``."""
+    return sorted(r.seq for _, records in read_spool_files(directory) for r in records)
+
+
 def event(n: int, session_id: str = SESSION_ID, name: str = "e") -> wire.Event:
     """A small event record with seq ``n``."""
     return wire.Event(session_id=session_id, seq=n, timestamp=1.0, name=name, data={"n": n})
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

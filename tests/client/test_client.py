@@ -9,7 +9,7 @@ import pytest
 
 from datacat_client import APIError, DatacatClient, DatacatError, NotFound, wire
 
-from .fakes import SESSION_ID, CapturingServer, Reply, event
+from .fakes import BASE_URL, SESSION_ID, CapturingServer, FakeServer, Reply, event
 
 SID = "3f2b8c9e-1d4a-4b6f-9a7e-2c5d8e1f0a3b"
 
@@ -176,3 +176,26 @@ def test_context_manager_closes_the_transport(server: CapturingServer) -> None:
         client.end_session(SID)
     with pytest.raises(DatacatError):
         client.end_session(SID)
+
+
+def test_every_call_goes_through_the_given_transport(fake: FakeServer) -> None:
+    with DatacatClient(BASE_URL, transport=fake) as client:
+        client.register_session(name="run")
+        client.update_state(SID, {"a": 1})
+        client.log_event(SID, "e")
+        client.log_metric(SID, "m", 1.0)
+        client.heartbeat(SID)
+        client.end_session(SID)
+        client.get_session(SID)
+        client.send_batch([event(1)])
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("POST", "/api/sessions"),
+        ("POST", f"/api/sessions/{SID}/state"),
+        ("POST", f"/api/sessions/{SID}/events"),
+        ("POST", f"/api/sessions/{SID}/metrics"),
+        ("POST", f"/api/sessions/{SID}/heartbeat"),
+        ("POST", f"/api/sessions/{SID}/end"),
+        ("GET", f"/api/sessions/{SID}"),
+        ("POST", "/api/ingest"),
+    ]
+    assert fake.closed

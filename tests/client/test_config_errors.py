@@ -73,3 +73,15 @@ def test_rate_limited_retry_after() -> None:
     assert RateLimited(3.0).retry_after == 3.0
     assert RateLimited().retry_after is None
     assert pickle.loads(pickle.dumps(RateLimited(1.5))).retry_after == 1.5
+
+
+def test_transport_error_says_whether_the_server_was_unreachable_and_pickles() -> None:
+    refused = pickle.loads(pickle.dumps(TransportError("refused", unreachable=True)))
+    assert (str(refused), refused.unreachable) == ("refused", True)
+    assert TransportError("timed out").unreachable is False
+
+
+def test_api_error_carries_a_retry_after() -> None:
+    busy = pickle.loads(pickle.dumps(APIError(503, "busy", retry_after=2.0)))
+    assert (busy.status_code, busy.retry_after) == (503, 2.0)
+    assert APIError(500).retry_after is None

@@ -9,7 +9,7 @@ import pytest
 from datacat_client import DatacatClient, NotFound, create_session, upload_spool, wire
 from tests.support.server import ServerProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # starts a server, twice
 
 
 def test_seed_calls_and_a_buffered_session_survive_a_server_restart(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import types
+
+import pytest
 
 import datacat_client
 
@@ -21,29 +24,38 @@ def test_every_exported_name_resolves_and_says_where_it_lives() -> None:
             assert member.__module__ == "datacat_client", name
 
 
-def test_seed_api_names_are_there() -> None:
-    for name in ("DatacatClient", "Session", "HeartbeatMonitor", "create_session"):
-        assert name in datacat_client.__all__
-    for method in (
-        "register_session",
-        "get_session",
-        "update_state",
-        "log_event",
-        "log_metric",
-        "log_exception",
-        "end_session",
-        "get_all_sessions",
-    ):
-        assert callable(getattr(datacat_client.DatacatClient, method))
-    for method in (
-        "update_state",
-        "log_event",
-        "log_metric",
-        "log_exception",
-        "heartbeat",
-        "start_heartbeat_monitor",
-        "stop_heartbeat_monitor",
-        "get_details",
-        "end",
-    ):
-        assert callable(getattr(datacat_client.Session, method))
+#: The seed's calls and their parameters (after ``self``), as its programs call them.
+SEED_CALLS = {
+    "DatacatClient.register_session": ["name", "product", "version", "labels", "state"],
+    "DatacatClient.get_session": ["session_id"],
+    "DatacatClient.update_state": ["session_id", "state"],
+    "DatacatClient.log_event": ["session_id", "name", "data"],
+    "DatacatClient.log_metric": ["session_id", "name", "value", "tags"],
+    "DatacatClient.log_exception": ["session_id", "exc_info", "extra_data"],
+    "DatacatClient.end_session": ["session_id"],
+    "DatacatClient.get_all_sessions": ["limit", "offset"],
+    "Session.update_state": ["state"],
+    "Session.log_event": ["name", "data"],
+    "Session.log_metric": ["name", "value", "tags"],
+    "Session.log_exception": ["exc_info", "extra_data"],
+    "Session.heartbeat": [],
+    "Session.start_heartbeat_monitor": ["timeout", "check_interval"],
+    "Session.stop_heartbeat_monitor": [],
+    "Session.get_details": [],
+    "Session.end": [],
+}
+
+
+@pytest.mark.parametrize(("call", "parameters"), SEED_CALLS.items())
+def test_the_seed_calls_keep_their_parameters(call: str, parameters: list[str]) -> None:
+    owner, method = call.split(".")
+    signature = inspect.signature(getattr(getattr(datacat_client, owner), method))
+    assert list(signature.parameters)[1:] == parameters
+
+
+def test_the_seed_defaults_are_kept() -> None:
+    assert next(iter(inspect.signature(datacat_client.create_session).parameters)) == "base_url"
+    monitor = inspect.signature(datacat_client.HeartbeatMonitor).parameters
+    assert (monitor["timeout"].default, monitor["check_interval"].default) == (60, 5)
+    start = inspect.signature(datacat_client.Session.start_heartbeat_monitor).parameters
+    assert (start["timeout"].default, start["check_interval"].default) == (60, 5)

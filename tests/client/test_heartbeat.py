@@ -1,7 +1,8 @@
-"""`HeartbeatMonitor`: one hang event with thread stacks, recovery, prompt stop."""
+"""Hang detection: `HangDetector` on a fake clock; `HeartbeatMonitor` with its thread."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -10,151 +11,196 @@ from typing import Any
 import pytest
 
 from datacat_client import DatacatClient, HeartbeatMonitor, Session, wire
+from datacat_client._heartbeat import Hang, HangDetector
 
-from .fakes import FakeTransport
+from .fakes import BASE_URL, FakeClock, FakeServer, wait_for
 
 SID = "12345678-1234-4234-8234-123456789abc"
 
 
-class Recorder:
-    """A `Session`-like target that records events, and can be told to fail."""
+class Reports:
+    """Collects what a detector reports; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.hangs: list[Hang] = []
+        self.recoveries: list[tuple[Hang, float]] = []
+        self.fail = False
+
+    def hung(self, hang: Hang) -> None:
+        if self.fail:
+            raise RuntimeError("the network is gone")
+        self.hangs.append(hang)
+
+    def recovered(self, hang: Hang, duration: float) -> None:
+        if self.fail:
+            raise RuntimeError("the network is gone")
+        self.recoveries.append((hang, duration))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def reports() -> Reports:
+    return Reports()
+
+
+@pytest.fixture
+def detector(clock: FakeClock, reports: Reports) -> HangDetector:
+    return HangDetector(10.0, reports.hung, reports.recovered, check_interval=1.0, clock=clock)
+
+
+def test_a_hang_is_reported_once_after_the_timeout(
+    detector: HangDetector, clock: FakeClock, reports: Reports
+) -> None:
+    detector.beat("test_x")
+    clock.advance(10.0)
+    assert detector.check() is None  # not longer than the timeout yet
+    clock.advance(0.5)
+    hang = detector.check()
+    assert hang == Hang("test_x", clock.now - 10.5, 10.5)
+    for _ in range(5):
+        clock.advance(1.0)
+        assert detector.check() is None  # still hung: said once
+    assert reports.hangs == [hang]
+
+
+def test_the_next_beat_reports_the_recovery_and_how_long_it_lasted(
+    detector: HangDetector, clock: FakeClock, reports: Reports
+) -> None:
+    detector.beat("test_x")
+    began = clock.now
+    clock.advance(11.0)
+    detector.check()
+    clock.advance(4.0)
+    detector.beat("test_y")
+    ((hang, duration),) = reports.recoveries
+    assert (hang.subject, duration) == ("test_x", clock.now - began)
+    detector.beat()  # no hang any more: nothing new
+    assert len(reports.recoveries) == 1
+    clock.advance(11.0)  # a second hang is a new hang, reported again
+    assert detector.check() is not None
+    assert len(reports.hangs) == 2
+
+
+def test_regular_beats_keep_it_quiet(
+    detector: HangDetector, clock: FakeClock, reports: Reports
+) -> None:
+    for _ in range(100):
+        clock.advance(9.0)
+        detector.beat()
+        assert detector.check() is None
+    assert (reports.hangs, reports.recoveries) == ([], [])
+
+
+def test_idle_watches_nothing_and_ends_a_hang(
+    detector: HangDetector, clock: FakeClock, reports: Reports
+) -> None:
+    detector.idle()
+    clock.advance(1000.0)
+    assert detector.check() is None  # between tests: nothing to watch
+    detector.beat("test_x")
+    clock.advance(20.0)
+    assert detector.check() is not None
+    detector.idle()
+    assert [hang.subject for hang, _ in reports.recoveries] == ["test_x"]
+
+
+def test_failing_reports_are_logged_and_the_detector_goes_on(
+    detector: HangDetector,
+    clock: FakeClock,
+    reports: Reports,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reports.fail = True
+    clock.advance(11.0)
+    assert detector.check() is not None  # the report raised; check() did not
+    detector.beat()  # nor does the recovery's
+    reports.fail = False
+    clock.advance(11.0)
+    assert detector.check() is not None
+    assert len(reports.hangs) == 1
+    assert len([r for r in caplog.records if "could not report" in r.getMessage()]) == 2
+
+
+# -- HeartbeatMonitor, with its thread ----------------------------------------------------
+
+
+class Events:
+    """A `Session`-like target that records events."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
-        self.fail = False
 
     def log_event(self, name: str, data: Any = None) -> None:
-        if self.fail:
-            raise RuntimeError("the network is gone")
         self.events.append((name, data))
 
     def named(self, name: str) -> list[Any]:
         return [data for event, data in self.events if event == name]
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-def test_hang_is_logged_once_with_every_thread_stack(recorder: Recorder) -> None:
-    monitor = HeartbeatMonitor(recorder, timeout=0.2, check_interval=0.05).start()
+def test_the_monitor_logs_a_hang_with_every_thread_stack_then_the_recovery() -> None:
+    target = Events()
+    monitor = HeartbeatMonitor(target, timeout=0.2, check_interval=0.02).start()
     try:
-        assert _wait_for(lambda: bool(recorder.named("application_appears_hung")))
-        time.sleep(0.2)  # four more checks, still hung
-        hung = recorder.named("application_appears_hung")
-        assert len(hung) == 1
-        (data,) = hung
-        assert data["timeout"] == 0.2
-        assert data["seconds_since_heartbeat"] > 0.2
-        names = {t["name"] for t in data["threads"]}
-        assert threading.main_thread().name in names
-        assert "datacat-heartbeat" in names
-        main = next(t for t in data["threads"] if t["name"] == threading.main_thread().name)
-        assert any("test_hang_is_logged_once" in line for line in main["stack"])
-    finally:
-        monitor.stop()
-
-
-def test_next_heartbeat_after_a_hang_logs_recovery_with_its_duration(recorder: Recorder) -> None:
-    began = time.monotonic()  # the monitor's clock starts a little after this
-    monitor = HeartbeatMonitor(recorder, timeout=0.2, check_interval=0.05).start()
-    try:
-        assert _wait_for(lambda: bool(recorder.named("application_appears_hung")))
-        time.sleep(0.05)
+        assert wait_for(lambda: target.named("application_appears_hung"))
         monitor.heartbeat()
-        lasted = time.monotonic() - began
-        (recovered,) = recorder.named("application_recovered")
-        assert 0.2 < recovered["hang_duration"] <= lasted + 0.01
-        monitor.heartbeat()  # no hang any more: nothing new
-        assert len(recorder.named("application_recovered")) == 1
-        # A second hang is a new hang, logged again.
-        assert _wait_for(lambda: len(recorder.named("application_appears_hung")) == 2)
     finally:
         monitor.stop()
+    (hung,) = target.named("application_appears_hung")
+    assert hung["timeout"] == 0.2
+    assert hung["seconds_since_heartbeat"] > 0.2
+    names = {t["name"] for t in hung["threads"]}
+    assert {threading.main_thread().name, "datacat-heartbeat"} <= names
+    main = next(t for t in hung["threads"] if t["name"] == threading.main_thread().name)
+    assert any("test_the_monitor_logs_a_hang" in line for line in main["stack"])
+    (recovered,) = target.named("application_recovered")
+    assert recovered["hang_duration"] > 0.2
 
 
-def test_regular_heartbeats_keep_it_quiet(recorder: Recorder) -> None:
-    monitor = HeartbeatMonitor(recorder, timeout=0.2, check_interval=0.02).start()
-    try:
-        for _ in range(20):
-            monitor.heartbeat()
-            time.sleep(0.02)
-    finally:
-        monitor.stop()
-    assert recorder.events == []
-
-
-def test_stop_is_prompt_and_is_running_follows(recorder: Recorder) -> None:
-    monitor = HeartbeatMonitor(recorder, timeout=60, check_interval=5)
+def test_stop_is_prompt_and_is_running_follows() -> None:
+    monitor = HeartbeatMonitor(Events(), timeout=60, check_interval=5)
     assert monitor.is_running() is False
     assert monitor.start() is monitor
     assert monitor.is_running() is True
     started = time.monotonic()
     monitor.stop()
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 1.0  # not the 5 s check interval
     assert monitor.is_running() is False
 
 
-def test_logging_failures_do_not_stop_the_monitor(recorder: Recorder) -> None:
-    recorder.fail = True
-    monitor = HeartbeatMonitor(recorder, timeout=0.05, check_interval=0.02).start()
-    try:
-        time.sleep(0.15)
-        assert monitor.is_running()
-        monitor.heartbeat()  # recovery fails to log too, and does not raise
-        recorder.fail = False
-        assert _wait_for(lambda: bool(recorder.named("application_appears_hung")))
-    finally:
-        monitor.stop()
-
-
-def test_on_a_client_it_needs_a_session_id_and_logs_through_it() -> None:
-    class RecordingClient(DatacatClient):
-        def __init__(self) -> None:
-            super().__init__("http://datacat.test")
-            self.logged: list[tuple[str, str, Any]] = []
-
-        def log_event(self, session_id: str, name: str, data: Any = None) -> dict[str, Any]:
-            self.logged.append((session_id, name, data))
-            return {"status": "ok"}
-
-    client = RecordingClient()
+def test_on_a_client_it_needs_a_session_id_and_logs_through_it(fake: FakeServer) -> None:
+    client = DatacatClient(BASE_URL, transport=fake)
     with pytest.raises(ValueError, match="session_id"):
         HeartbeatMonitor(client)
     monitor = HeartbeatMonitor(client, SID, timeout=0.05, check_interval=0.02).start()
     try:
-        assert _wait_for(lambda: bool(client.logged))
-        assert client.logged[0][:2] == (SID, "application_appears_hung")
+        assert wait_for(lambda: fake.requests)
     finally:
         monitor.stop()
         client.close()
+    request = fake.requests[0]
+    assert (request.method, request.path) == ("POST", f"/api/sessions/{SID}/events")
+    assert json.loads(request.body or b"")["name"] == "application_appears_hung"
 
 
 def test_session_monitor_logs_to_the_session(
-    make_session: Callable[..., Session], fake: FakeTransport
+    make_session: Callable[..., Session], fake: FakeServer
 ) -> None:
     session = make_session()
     monitor = session.start_heartbeat_monitor(timeout=0.1, check_interval=0.02)
     assert monitor.is_running()
-    assert _wait_for(
+    assert wait_for(
         lambda: (
-            session.flush(0.5)
+            session.flush(5.0)
             and any(e.name == "application_appears_hung" for e in fake.of_kind(wire.Event))
         )
     )
     session.heartbeat()
     session.end()  # stops the monitor
     assert not monitor.is_running()
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     names = [e.name for e in fake.of_kind(wire.Event)]
     assert names == ["application_appears_hung", "application_recovered"]

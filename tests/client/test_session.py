@@ -13,20 +13,20 @@ import pytest
 from hypothesis import given
 
 from datacat_client import DatacatClient, Session, create_session, wire
-from datacat_client._session import _pin
+from datacat_client._session import _pin, _seq_base
 from tests.strategies import json_values
 
-from .fakes import BASE_URL, SESSION_ID, CapturingServer, FakeTransport, Reply
+from .fakes import BASE_URL, SESSION_ID, FakeServer, answer, wait_for
 
 MakeSession = Callable[..., Session]
 
 
-def _kinds(fake: FakeTransport) -> list[str]:
+def _kinds(fake: FakeServer) -> list[str]:
     return [type(r).__name__ for r in sorted(fake.stored, key=lambda r: r.seq)]
 
 
 def test_create_session_returns_at_once_even_if_the_server_hangs(
-    make_session: MakeSession, fake: FakeTransport
+    make_session: MakeSession, fake: FakeServer
 ) -> None:
     fake.script.append(30.0)
     started = time.monotonic()
@@ -36,7 +36,7 @@ def test_create_session_returns_at_once_even_if_the_server_hangs(
     assert isinstance(session.client, DatacatClient)
 
 
-def test_session_start_is_the_first_record(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_session_start_is_the_first_record(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session(
         name="run",
         product="app",
@@ -44,7 +44,7 @@ def test_session_start_is_the_first_record(make_session: MakeSession, fake: Fake
         labels={"env": "ci", "n": 3},
         state={"phase": "boot"},
     )
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     (start,) = fake.of_kind(wire.SessionStart)
     assert start.session_id == session.session_id
     assert (start.name, start.product, start.version) == ("run", "app", "1.2")
@@ -59,14 +59,14 @@ def test_given_session_id_is_used_and_a_bad_one_refused(make_session: MakeSessio
         make_session(session_id="not-a-uuid")
 
 
-def test_logging_calls_build_the_records(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_logging_calls_build_the_records(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     session.update_state({"window": {"open": ["a", "b"]}})
     session.log_event("clicked", {"x": 1})
     session.log_event("bare")
     session.log_metric("fps", 59.5, ["scene:1"])
     session.log_metric("latency", 12, {"route": "/", "code": 200})
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     (state,) = fake.of_kind(wire.StateUpdate)
     assert state.state == {"window": {"open": ["a", "b"]}}
     events = {e.name: e for e in fake.of_kind(wire.Event)}
@@ -78,23 +78,23 @@ def test_logging_calls_build_the_records(make_session: MakeSession, fake: FakeTr
     assert _kinds(fake) == ["SessionStart", "StateUpdate", "Event", "Event", "Metric", "Metric"]
 
 
-def test_data_is_pinned_at_call_time(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_data_is_pinned_at_call_time(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     data = {"items": [1]}
     session.log_event("snapshot", data)
     session.update_state(data)
     data["items"].append(2)  # the caller changes its object afterwards
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert fake.of_kind(wire.Event)[0].data == {"items": [1]}
     assert fake.of_kind(wire.StateUpdate)[0].state == {"items": [1]}
 
 
 def test_values_json_cannot_hold_are_sent_as_text(
-    make_session: MakeSession, fake: FakeTransport
+    make_session: MakeSession, fake: FakeServer
 ) -> None:
     session = make_session()
     session.log_event("odd", {"when": object(), (1, 2): "tuple key", "nan": math.nan})
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     data = fake.of_kind(wire.Event)[0].data
     assert data["(1, 2)"] == "tuple key"
     assert data["when"].startswith("<object object")
@@ -110,20 +110,23 @@ def test_any_json_value_round_trips_as_event_data(value: Any) -> None:
 
 
 def test_seqs_increase_and_two_sessions_on_one_id_never_collide(
-    make_session: MakeSession, fake: FakeTransport
+    make_session: MakeSession, fake: FakeServer
 ) -> None:
     sid = "12345678-1234-4234-8234-123456789abc"
     first = make_session(session_id=sid)
     for n in range(100):
         first.log_event("a", n)
-    time.sleep(0.001)
+    # The second one starts later (its numbers start at its creation time in µs), and
+    # the first logs 100 more: the clock must have moved past all of those.
+    last = first.next_seq()
+    assert wait_for(lambda: _seq_base() > last + 100)
     second = make_session(session_id=sid)
     for n in range(100):
         second.log_event("b", n)
     for n in range(100):
         first.log_event("a", n)
-    assert first.flush(1.0)
-    assert second.flush(1.0)
+    assert first.flush(5.0)
+    assert second.flush(5.0)
     stored = [r for r in fake.stored if isinstance(r, wire.Event)]
     assert len(stored) == 300  # nothing dropped as a duplicate
     assert len({r.seq for r in stored}) == 300
@@ -132,7 +135,7 @@ def test_seqs_increase_and_two_sessions_on_one_id_never_collide(
 
 
 def test_non_finite_metric_is_dropped_with_one_warning_per_name(
-    make_session: MakeSession, fake: FakeTransport, caplog: pytest.LogCaptureFixture
+    make_session: MakeSession, fake: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     session = make_session()
     with caplog.at_level(logging.WARNING, logger="datacat"):
@@ -141,7 +144,7 @@ def test_non_finite_metric_is_dropped_with_one_warning_per_name(
         session.log_metric("other", -math.inf)
         session.log_metric("ratio", "not a number")  # type: ignore[arg-type]
         session.log_metric("ratio", 0.5)
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert [(m.name, m.value) for m in fake.of_kind(wire.Metric)] == [("ratio", 0.5)]
     assert session.stats.dropped == 4
     messages = [r.getMessage() for r in caplog.records if r.name == "datacat"]
@@ -150,15 +153,13 @@ def test_non_finite_metric_is_dropped_with_one_warning_per_name(
     assert any("'other'" in m for m in messages)
 
 
-def test_bad_input_is_dropped_without_raising(
-    make_session: MakeSession, fake: FakeTransport
-) -> None:
+def test_bad_input_is_dropped_without_raising(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     session.log_event("")
     session.log_metric("", 1.0)
     session.update_state(["not", "a", "dict"])  # type: ignore[arg-type]
     session.log_event(42, "named by a number")  # type: ignore[arg-type]
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert [e.name for e in fake.of_kind(wire.Event)] == ["42"]
     assert fake.of_kind(wire.Metric) == []
     assert fake.of_kind(wire.StateUpdate) == []
@@ -169,14 +170,14 @@ def _explode() -> None:
     raise RuntimeError("boom")
 
 
-def test_log_exception_shape(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_log_exception_shape(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     try:
         _explode()
     except RuntimeError:
         session.log_exception(extra_data={"order": 7})
     session.log_exception(ValueError("given as an instance"))
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     first, second = fake.of_kind(wire.Event)
     assert first.name == "exception"
     assert first.data["type"] == "RuntimeError"
@@ -188,7 +189,7 @@ def test_log_exception_shape(make_session: MakeSession, fake: FakeTransport) -> 
 
 
 def test_context_manager_logs_the_escaping_exception_then_ends(
-    fake: FakeTransport, spool_dir: Any
+    fake: FakeServer, spool_dir: Any
 ) -> None:
     with (
         pytest.raises(KeyError, match="missing"),
@@ -203,7 +204,7 @@ def test_context_manager_logs_the_escaping_exception_then_ends(
     assert fake.closed
 
 
-def test_context_manager_without_exception_just_ends(fake: FakeTransport, spool_dir: Any) -> None:
+def test_context_manager_without_exception_just_ends(fake: FakeServer, spool_dir: Any) -> None:
     with create_session(
         BASE_URL, transport=fake, spool_dir=spool_dir, heartbeat_interval=None
     ) as session:
@@ -211,17 +212,17 @@ def test_context_manager_without_exception_just_ends(fake: FakeTransport, spool_
     assert _kinds(fake) == ["SessionStart", "Event", "SessionEnd"]
 
 
-def test_logging_after_end_is_still_sent(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_logging_after_end_is_still_sent(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     session.end()
     session.end()  # once is enough
     session.log_event("late")
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert _kinds(fake) == ["SessionStart", "SessionEnd", "Event"]
 
 
 def test_record_fills_session_seq_and_timestamp(
-    make_session: MakeSession, fake: FakeTransport
+    make_session: MakeSession, fake: FakeServer
 ) -> None:
     session = make_session()
     before = time.time()
@@ -229,7 +230,7 @@ def test_record_fills_session_seq_and_timestamp(
         wire.TestResult, nodeid="tests/test_a.py::test_x", outcome="passed", call_duration=0.01
     )
     session.record(wire.RunFinish, exit_status=0, status="passed", counts={"passed": 1})
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     (result,) = fake.of_kind(wire.TestResult)
     assert result.session_id == session.session_id
     assert result.timestamp >= before
@@ -238,77 +239,70 @@ def test_record_fills_session_seq_and_timestamp(
 
 
 def test_an_invalid_record_is_dropped_alone(
-    make_session: MakeSession, fake: FakeTransport, caplog: pytest.LogCaptureFixture
+    make_session: MakeSession, fake: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     session = make_session()
     with caplog.at_level(logging.WARNING, logger="datacat"):
         session.record(wire.TestResult, nodeid="t", outcome="exploded")
         session.record(wire.TestResult, nodeid="t", outcome="failed")
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert [r.outcome for r in fake.of_kind(wire.TestResult)] == ["failed"]
     assert session.stats.dropped == 1
     assert any("TestResult" in r.getMessage() for r in caplog.records)
 
 
-def test_submit_and_next_seq(make_session: MakeSession, fake: FakeTransport) -> None:
+def test_submit_and_next_seq(make_session: MakeSession, fake: FakeServer) -> None:
     session = make_session()
     seq = session.next_seq()
     session.submit(
         wire.TestStart(session_id=session.session_id, seq=seq, timestamp=time.time(), nodeid="t")
     )
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     assert fake.of_kind(wire.TestStart)[0].seq == seq
     assert session.next_seq() > seq
 
 
-def test_heartbeat_without_a_monitor_is_harmless(make_session: MakeSession) -> None:
+def test_heartbeat_without_a_monitor_logs_nothing(
+    make_session: MakeSession, fake: FakeServer
+) -> None:
     session = make_session()
     session.heartbeat()
     session.stop_heartbeat_monitor()
+    assert session.flush(5.0)
+    assert _kinds(fake) == ["SessionStart"]
 
 
 def test_liveness_heartbeats_are_sent_until_end(
-    make_session: MakeSession, fake: FakeTransport
+    make_session: MakeSession, fake: FakeServer
 ) -> None:
     session = make_session(heartbeat_interval=0.05)
-    deadline = time.monotonic() + 1.0
-    while len(fake.of_kind(wire.Heartbeat)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_for(lambda: len(fake.of_kind(wire.Heartbeat)) >= 2)
     beats = fake.of_kind(wire.Heartbeat)
-    assert len(beats) >= 2
     assert beats[0].interval == 0.05
     assert fake.of_kind(wire.SessionStart)[0].heartbeat_interval == 0.05
     session.end()
-    session.flush(1.0)
-    count = len(fake.of_kind(wire.Heartbeat))
-    time.sleep(0.15)
-    session.flush(1.0)
-    assert len(fake.of_kind(wire.Heartbeat)) == count
+    submitted = session.stats.submitted
+    session.sender._next_heartbeat = 0.0  # long due: still none after the end
+    session.sender._heartbeat_due()
+    assert session.stats.submitted == submitted
 
 
-def test_get_details_flushes_first(
-    fake: FakeTransport, server: CapturingServer, spool_dir: Any
-) -> None:
-    server.reply(Reply(200, {"id": "x", "events": [{"name": "written"}]}))
-    session = create_session(
-        server.url, transport=fake, spool_dir=spool_dir, heartbeat_interval=None
-    )
-    try:
-        session.log_event("written")
-        details = session.get_details()
-        assert details["events"] == [{"name": "written"}]
-        # The batch holding the event was acknowledged before the read.
-        assert [e.name for e in fake.of_kind(wire.Event)] == ["written"]
-        assert fake.calls[-1].at < server.requests[0].at
-        assert server.requests[0].path == f"/api/sessions/{session.session_id}"
-    finally:
-        session.close(0.5)
+def test_get_details_flushes_first(make_session: MakeSession, fake: FakeServer) -> None:
+    session = make_session(sender_options={"linger": 60.0})
+    path = f"/api/sessions/{session.session_id}"
+    fake.answers[path] = answer(200, {"id": session.session_id, "events": [{"name": "written"}]})
+    session.log_event("written")
+    details = session.get_details()
+    assert details["events"] == [{"name": "written"}]
+    # The batch holding the event was acknowledged before the read.
+    assert [r.path for r in fake.requests] == ["/api/ingest", path]
+    assert [e.name for e in fake.of_kind(wire.Event)] == ["written"]
 
 
 def test_stats_are_exposed(make_session: MakeSession) -> None:
     session = make_session()
     session.log_event("a")
-    assert session.flush(1.0)
+    assert session.flush(5.0)
     stats = session.stats
     assert stats.submitted == 2
     assert stats.sent == 2

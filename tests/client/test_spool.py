@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from datacat_client import APIError, DatacatClient, RateLimited, TransportError, upload_spool, wire
+from datacat_client import DatacatClient, upload_spool, wire
 from datacat_client._spool import SpoolWriter
 
-from .fakes import BASE_URL, SESSION_ID, FakeTransport, event, read_spool_files
+from .fakes import BASE_URL, SESSION_ID, FakeServer, answer, event, read_spool_files, timed_out
 
 
 @pytest.fixture
-def client(fake: FakeTransport) -> Iterator[DatacatClient]:
+def client(fake: FakeServer) -> Iterator[DatacatClient]:
     with DatacatClient(BASE_URL, transport=fake) as client:
         yield client
 
@@ -47,7 +47,7 @@ def test_spool_file_has_a_header_then_one_record_a_line(spool_dir: Path) -> None
 
 
 def test_upload_sends_and_removes_files(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     _write_dead_file(spool_dir, [event(n) for n in range(5)])
     report = upload_spool(spool_dir, client=client, batch_size=2)
@@ -55,12 +55,12 @@ def test_upload_sends_and_removes_files(
     assert report.ok
     assert str(report).startswith("1 spool files: 5 records stored, 0 already there, 1 files")
     assert [len(call.records) for call in fake.calls] == [2, 2, 1]
-    assert [r.seq for r in fake.stored] == [0, 1, 2, 3, 4]
+    assert fake.seqs() == [0, 1, 2, 3, 4]
     assert list(spool_dir.iterdir()) == []
 
 
 def test_upload_skips_a_torn_last_line(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     path = _write_dead_file(spool_dir, [event(1), event(2)])
     with path.open("ab") as fh:
@@ -73,7 +73,7 @@ def test_upload_skips_a_torn_last_line(
 
 
 def test_upload_skips_a_file_that_is_still_being_written(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     live = SpoolWriter(spool_dir, SESSION_ID, BASE_URL)  # holds its lock while open
     try:
@@ -91,10 +91,10 @@ def test_upload_skips_a_file_that_is_still_being_written(
 
 
 def test_a_partly_uploaded_file_is_kept_and_sent_again_later(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     path = _write_dead_file(spool_dir, [event(n) for n in range(4)])
-    fake.script.extend([0.0, TransportError("gone")])  # the second batch fails
+    fake.script.extend([0.0, timed_out()])  # the second batch fails
     report = upload_spool(spool_dir, client=client, batch_size=2)
     assert (report.sent, report.removed) == (2, 0)
     assert "failed" in report.skipped[0][1]
@@ -106,12 +106,12 @@ def test_a_partly_uploaded_file_is_kept_and_sent_again_later(
 
 
 def test_a_refused_file_is_kept_and_reported_and_the_next_one_is_sent(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     first = _write_dead_file(spool_dir, [event(1)])
     second = _write_dead_file(spool_dir, [event(2)])
     os.utime(first, (1_000, 1_000))  # files are taken oldest first
-    fake.script.append(APIError(400, "records[0]: bad"))
+    fake.script.append(answer(400, "records[0]: bad"))
     report = upload_spool(spool_dir, client=client)
     assert report.removed == 1
     assert report.skipped == [(str(first), "refused: HTTP 400: records[0]: bad")]
@@ -122,11 +122,11 @@ def test_a_refused_file_is_kept_and_reported_and_the_next_one_is_sent(
 
 
 def test_rate_limited_stops_the_upload(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     _write_dead_file(spool_dir, [event(1)])
     _write_dead_file(spool_dir, [event(2)])
-    fake.script.append(RateLimited(30))
+    fake.script.append(answer(429, "slow down", {"Retry-After": "30"}))
     report = upload_spool(spool_dir, client=client)
     assert len(fake.calls) == 1
     assert report.removed == 0
@@ -134,7 +134,7 @@ def test_rate_limited_stops_the_upload(
 
 
 def test_only_url_uploads_files_for_that_server(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     _write_dead_file(spool_dir, [event(1)], url=BASE_URL)
     other = _write_dead_file(spool_dir, [event(2)], url="http://elsewhere:8080")
@@ -145,7 +145,7 @@ def test_only_url_uploads_files_for_that_server(
 
 
 def test_a_file_that_is_not_a_spool_file_is_left_alone(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     spool_dir.mkdir()
     stranger = spool_dir / "notes.jsonl"
@@ -161,7 +161,7 @@ def test_upload_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
 
 
 def test_upload_defaults_to_the_env_spool_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeTransport, client: DatacatClient
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeServer, client: DatacatClient
 ) -> None:
     monkeypatch.setenv("DATACAT_SPOOL_DIR", str(tmp_path / "from-env"))
     _write_dead_file(tmp_path / "from-env", [event(7)])
@@ -192,13 +192,13 @@ def test_rotate_release_and_abandon(spool_dir: Path) -> None:
         writer.append([event(1)])
         (first,) = writer.rotate()
         writer.append([event(2)])  # goes to a new file
-        assert writer.paths()[0] == first
+        assert writer.paths()[0] == first.path
         second = writer.paths()[1]
-        assert second != first
-        writer.rotate()
-        writer.release(first)
-        writer.abandon(second)
-        assert not first.exists()
+        assert second != first.path
+        _, own_second = writer.rotate()
+        first.sent()
+        own_second.abandon()
+        assert not first.path.exists()
         assert second.exists()
         assert not writer.has_pending
     finally:
@@ -206,7 +206,7 @@ def test_rotate_release_and_abandon(spool_dir: Path) -> None:
 
 
 def test_a_file_whose_session_starts_in_another_file_is_tried_again(
-    spool_dir: Path, fake: FakeTransport, client: DatacatClient
+    spool_dir: Path, fake: FakeServer, client: DatacatClient
 ) -> None:
     """A forked child's file holds no SessionStart; if it is read before the parent's
     file (which holds it), the server says 404: it is tried again after the others."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import re
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,17 +82,52 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process.stop()
 
 
+def inner_environment(spool: Path) -> dict[str, str]:
+    """The environment of an inner run: no outer DATACAT_* or CI setting, the spool in
+    ``spool``, and only the plugins a test names (this dev environment auto-loads
+    hypothesis, faker and schemathesis: 3 s per inner run). `plugins` names them."""
+    env = {key: value for key, value in os.environ.items() if key not in _OUTER_SETTINGS}
+    env["DATACAT_SPOOL_DIR"] = str(spool)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return env
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Inner runs see no outer DATACAT_* setting, spool into the test's directory, and
-    load only the plugins a test names (this dev environment auto-loads hypothesis,
-    faker and schemathesis: 3 s per inner run). `plugins` names them."""
+    """Inner runs get `inner_environment`, spooling into the test's directory."""
+    spool = tmp_path / "spool"
     for name in _OUTER_SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    spool = tmp_path / "spool"
     monkeypatch.setenv("DATACAT_SPOOL_DIR", str(spool))
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     return spool
+
+
+def run_pytest(directory: Path, *args: str, spool: Path, timeout: float = 120) -> pytest.RunResult:
+    """An inner pytest run in a subprocess, like pytester's, but usable by a fixture of
+    wider scope (one run that several tests look at)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        env=inner_environment(spool),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return pytest.RunResult(
+        done.returncode,
+        done.stdout.splitlines(),
+        done.stderr.splitlines(),
+        time.monotonic() - started,
+    )
+
+
+def summary_line(result: pytest.RunResult) -> str:
+    """The plugin's one line in a run's output."""
+    (line,) = [line for line in result.outlines if line.startswith("datacat:")]
+    return line
 
 
 def plugins(*names: str) -> list[str]:

@@ -11,6 +11,10 @@ import pytest
 from tests.plugin.conftest import Api, plugins
 from tests.support.server import ServerProcess
 
+# Each runs tests that hang for seconds, on purpose; pytest_datacat.watchdog's logic is
+# tested on a fake clock in test_watchdog.py.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 HANGING = """
 import time
 

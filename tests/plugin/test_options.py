@@ -17,6 +17,8 @@ def _options(pytester: pytest.Pytester, *args: str, env: dict[str, str] | None =
         config._ensure_unconfigure()
 
 
+@pytest.mark.slow  # auto-loads every installed plugin: 3 s a run here
+@pytest.mark.e2e
 def test_off_unless_asked(
     pytester: pytest.Pytester, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,24 +110,99 @@ def test_defaults(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize(
-    ("arg", "message"),
+    ("args", "env", "ini", "message"),
     [
-        ("--datacat-hang-timeout=-3", "positive number of seconds"),
-        ("--datacat-hang-timeout=soon", "must be a number of seconds"),
-        ("--datacat-flush-timeout=0", "positive number of seconds"),
-        ("--datacat-url=localhost:8080", "http:// or https:// URL"),
-        ("--datacat-url=ftp://x", "http:// or https:// URL"),
-        ("--datacat-capture=some", "must be one of failed, all, none"),
-        ("--datacat-label=novalue", "KEY=VALUE"),
+        (
+            ["--datacat-hang-timeout=-3"],
+            {},
+            "",
+            "--datacat-hang-timeout must be a positive number of seconds, such as 60 or 2.5;"
+            " got '-3'",
+        ),
+        (
+            [],
+            {"DATACAT_HANG_TIMEOUT": "abc"},
+            "",
+            "DATACAT_HANG_TIMEOUT must be a positive number of seconds",
+        ),
+        (
+            [],
+            {},
+            "datacat_flush_timeout = 0",
+            "datacat_flush_timeout in tox.ini must be a positive",
+        ),
+        (
+            [],
+            {"DATACAT_HEARTBEAT_INTERVAL": "x"},
+            "",
+            "DATACAT_HEARTBEAT_INTERVAL must be a positive number of seconds",
+        ),
+        (
+            ["--datacat-url=localhost:8080"],
+            {},
+            "",
+            "--datacat-url must be an http:// or https:// URL with a host,"
+            " such as http://127.0.0.1:8080; got 'localhost:8080'",
+        ),
+        ([], {"DATACAT_URL": "ftp://x"}, "", "DATACAT_URL must be an http:// or https:// URL"),
+        (
+            ["--datacat-capture=some"],
+            {},
+            "",
+            "--datacat-capture must be one of failed, all, none; got 'some'",
+        ),
+        ([], {}, "datacat_capture = most", "datacat_capture in tox.ini must be one of failed"),
+        (["--datacat-label=novalue"], {}, "", "--datacat-label must be KEY=VALUE labels"),
+        ([], {"DATACAT_LABELS": "a=1,b"}, "", "DATACAT_LABELS must be KEY=VALUE labels"),
+        ([], {}, "datacat_labels =\n    =x", "datacat_labels in tox.ini must be KEY=VALUE"),
     ],
 )
-def test_a_bad_value_is_a_usage_error_before_any_test_runs(
-    pytester: pytest.Pytester, arg: str, message: str
+def test_a_bad_value_names_where_it_came_from_and_what_is_accepted(
+    pytester: pytest.Pytester, args: list[str], env: dict[str, str], ini: str, message: str
 ) -> None:
+    pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    with pytest.raises(pytest.UsageError) as caught:
+        _options(pytester, "--datacat", *args, env=env)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "ini", "message"),
+    [
+        (
+            {"DATACAT_ENABLE": "maybe"},
+            "",
+            "DATACAT_ENABLE must be 1, true, yes or on (record the run),"
+            " or 0, false, no, off or empty (do not); got 'maybe'",
+        ),
+        ({}, "datacat = maybe", "datacat in tox.ini must be true or false"),
+    ],
+)
+def test_a_bad_switch_names_where_it_came_from_and_what_is_accepted(
+    pytester: pytest.Pytester, env: dict[str, str], ini: str, message: str
+) -> None:
+    pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    with pytest.raises(pytest.UsageError) as caught:
+        _options(pytester, env=env)
+    assert message in str(caught.value)
+
+
+def test_the_switch_takes_what_it_says_it_takes(pytester: pytest.Pytester) -> None:
+    config = pytester.parseconfigure(*plugins())
+    try:
+        for value in ("yes", "true", "ON", "1"):
+            assert resolve_options(config, {"DATACAT_ENABLE": value}) is not None
+        for value in ("no", "false", "off", "0", ""):
+            assert resolve_options(config, {"DATACAT_ENABLE": value}) is None
+    finally:
+        config._ensure_unconfigure()
+
+
+def test_a_bad_value_is_a_usage_error_before_any_test_runs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_a(): open('ran', 'w').close()")
-    result = pytester.runpytest_subprocess(*plugins(), "--datacat", arg)
+    result = pytester.runpytest_subprocess(*plugins(), "--datacat", "--datacat-hang-timeout=soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert message in result.stderr.str()
+    assert "--datacat-hang-timeout must be a positive number of seconds" in result.stderr.str()
     assert not (pytester.path / "ran").exists()
 
 
@@ -135,6 +212,7 @@ def test_bad_values_are_ignored_while_off(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # auto-loads every installed plugin: 3 s a run here
 def test_no_datacat_removes_the_plugin(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,8 @@ import pytest
 from tests.plugin.conftest import Api, plugins, run_id_of
 from tests.support.server import ServerProcess
 
+pytestmark = pytest.mark.e2e
+
 
 def _counts_match(result: pytest.RunResult, counts: dict[str, int]) -> None:
     # pytester reads "3 subtests passed" as {"subtests": 3}, and "2 errors" as "errors".
@@ -15,6 +17,7 @@ def _counts_match(result: pytest.RunResult, counts: dict[str, int]) -> None:
     assert ours == expected
 
 
+@pytest.mark.slow  # starting xdist workers takes seconds
 def test_xdist_controller_sends_and_each_result_names_its_worker(
     pytester: pytest.Pytester, server: ServerProcess, api: Api
 ) -> None:
@@ -36,6 +39,7 @@ def test_xdist_controller_sends_and_each_result_names_its_worker(
     assert run["workers"] == 2
 
 
+@pytest.mark.slow  # starting xdist workers takes seconds
 def test_a_crashed_xdist_worker_is_recorded_as_a_crash_of_its_test(
     pytester: pytest.Pytester, server: ServerProcess, api: Api
 ) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.plugin.conftest import Api, plugins, run_id_of
+from tests.plugin.conftest import Api, plugins, run_id_of, run_pytest, summary_line
 from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
 
 OUTCOMES = """
 import pytest, sys
@@ -61,12 +65,21 @@ class TestGroup:
 """
 
 
-@pytest.fixture
-def recorded(pytester: pytest.Pytester, server: ServerProcess) -> tuple[pytest.RunResult, str]:
-    pytester.makeini("[pytest]\nmarkers =\n    slow: slow tests\n")
-    pytester.makepyfile(test_outcomes=OUTCOMES)
-    result = pytester.runpytest_subprocess(*plugins(), "--datacat", f"--datacat-url={server.url}")
-    return result, run_id_of(result.stdout.str())
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("outcomes")
+    (directory / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow tests\n")
+    (directory / "test_outcomes.py").write_text(OUTCOMES)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def recorded(suite: Path, server: ServerProcess) -> tuple[pytest.RunResult, str]:
+    """One recorded run of every outcome, which the tests below look at."""
+    result = run_pytest(
+        suite, *plugins(), "--datacat", f"--datacat-url={server.url}", spool=suite / "spool"
+    )
+    return result, run_id_of("\n".join(result.outlines))
 
 
 def test_each_test_has_one_result_with_its_outcome(
@@ -117,10 +130,10 @@ def test_details_of_failures_skips_and_xfails(
 
 
 def test_where_and_what_each_test_is(
-    recorded: tuple[pytest.RunResult, str], api: Api, pytester: pytest.Pytester
+    recorded: tuple[pytest.RunResult, str], api: Api, suite: Path
 ) -> None:
     _, run_id = recorded
-    source = (pytester.path / "test_outcomes.py").read_text().splitlines()
+    source = (suite / "test_outcomes.py").read_text().splitlines()
     tests = {t["nodeid"].split("::", 1)[1]: t for t in api.tests(run_id)}
     param = tests["test_params[2]"]
     assert param["file"] == "test_outcomes.py"
@@ -294,13 +307,34 @@ def test_github_step_summary(
 
 
 def test_exit_code_and_output_unchanged_but_for_one_line(
-    pytester: pytest.Pytester, server: ServerProcess
+    recorded: tuple[pytest.RunResult, str], suite: Path
 ) -> None:
-    pytester.makepyfile(test_outcomes=OUTCOMES)
-    pytester.makeini("[pytest]\nmarkers =\n    slow: slow tests\n")
-    plain = pytester.runpytest_subprocess(*plugins())
-    recorded = pytester.runpytest_subprocess(*plugins(), "--datacat", f"--datacat-url={server.url}")
-    assert plain.ret == recorded.ret
-    assert plain.parseoutcomes() == recorded.parseoutcomes()
-    extra = [line for line in recorded.outlines if line.startswith("datacat:")]
-    assert len(extra) == 1
+    result, run_id = recorded
+    plain = run_pytest(suite, *plugins(), spool=suite / "spool")
+    assert plain.ret == result.ret
+    assert plain.parseoutcomes() == result.parseoutcomes()
+    line = summary_line(result)
+    assert f"{len(OUTCOME_NAMES)} results recorded" in line
+    assert run_id in line
+    plain_lines = {_timeless(out) for out in plain.outlines}
+    assert [out for out in result.outlines if _timeless(out) not in plain_lines] == [line]
+
+
+def _timeless(line: str) -> str:
+    return re.sub(r" in [0-9.]+s", " in ?s", line)
+
+
+#: The results of OUTCOMES.
+OUTCOME_NAMES = [
+    "test_passes",
+    "test_fails",
+    "test_raises",
+    "test_skipped",
+    "test_xfailed",
+    "test_xpassed",
+    "test_setup_error",
+    "test_teardown_error",
+    "test_params[1]",
+    "test_params[2]",
+    "test_in_class",
+]

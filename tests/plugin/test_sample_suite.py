@@ -12,6 +12,8 @@ from tests.support.server import ServerProcess
 
 SAMPLE = Path(__file__).parents[2] / "examples" / "sample_suite"
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 @pytest.mark.parametrize("seed", ["0", "3"])
 def test_exit_code_and_counts_are_identical_with_and_without_datacat(

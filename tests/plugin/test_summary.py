@@ -1,0 +1,127 @@
+"""The plugin's one line (and the step summary) says what became of the run's results."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from pytest_datacat.summary import Highlights, RunSummary
+
+SID = "8cd6606e-1111-4222-8333-444455556666"
+URL = "http://127.0.0.1:8080"
+
+
+def summary(**changes: Any) -> RunSummary:
+    delivered = RunSummary(
+        session_id=SID,
+        run_url=f"{URL}/runs/{SID}",
+        status="passed",
+        counts={"passed": 57},
+        results=57,
+        duration=3.0,
+        delivered=True,
+        sent=120,
+        spooled=0,
+        lost=0,
+        spool_dir=Path("/home/me/.cache/datacat/spool"),
+        refusal=None,
+        failure=None,
+        leftovers_sent=0,
+        url=URL,
+        with_token=False,
+        overhead=0.21,
+        errors=[],
+        highlights=Highlights(),
+    )
+    return dataclasses.replace(delivered, **changes)
+
+
+UPLOAD = f"datacat upload /home/me/.cache/datacat/spool --url {URL}"
+
+
+def test_delivered() -> None:
+    assert summary().line() == (
+        f"datacat: run 8cd6606e · 57 results recorded · {URL}/runs/{SID} · overhead 0.21s"
+    )
+
+
+def test_server_unreachable_says_spooled_not_recorded() -> None:
+    line = summary(delivered=False, sent=0, spooled=118, failure="server unreachable").line()
+    assert line == (
+        "datacat: run 8cd6606e · 57 results spooled · server unreachable, 118 records in"
+        f" /home/me/.cache/datacat/spool (send them with: {UPLOAD}) · overhead 0.21s"
+    )
+
+
+def test_a_server_lost_on_the_way_says_part_was_recorded() -> None:
+    line = summary(delivered=False, sent=40, spooled=80, failure="server unreachable").line()
+    assert "57 results partly recorded, the rest spooled · server unreachable, 80 records" in line
+
+
+def test_a_refusal_is_named_and_the_command_carries_the_token() -> None:
+    line = summary(
+        delivered=False,
+        sent=0,
+        spooled=118,
+        refusal="HTTP 401: a token is required",
+        with_token=True,
+    ).line()
+    assert "57 results spooled · server refused them (HTTP 401: a token is required)" in line
+    assert f"(send them with: DATACAT_TOKEN=... {UPLOAD})" in line
+
+
+def test_a_slow_server_is_named_as_such() -> None:
+    line = summary(
+        delivered=False, sent=0, spooled=118, failure="server did not answer in time"
+    ).line()
+    assert "57 results spooled · server did not answer in time, 118 records" in line
+
+
+def test_records_lost_to_an_unwritable_spool() -> None:
+    line = summary(delivered=False, sent=0, lost=118, failure="server unreachable").line()
+    assert "57 results not sent (server unreachable)" in line
+    assert "118 records lost (spool /home/me/.cache/datacat/spool not writable)" in line
+    assert "recorded" not in line
+
+
+def test_a_run_that_sent_what_earlier_runs_spooled_says_so() -> None:
+    line = summary(leftovers_sent=118).line()
+    assert line.startswith("datacat: run 8cd6606e · 57 results recorded · ")
+    assert " · sent 118 records spooled by earlier runs · overhead 0.21s" in line
+    assert "earlier" not in summary().line()
+
+
+def test_plugin_errors_are_counted_with_the_first() -> None:
+    line = summary(errors=["pytest_collectreport: KeyError: 'x'", "other"]).line()
+    assert line.endswith("· 2 plugin errors (first: pytest_collectreport: KeyError: 'x')")
+
+
+def test_the_readme_shows_lines_the_plugin_writes() -> None:
+    """Each example line of the README is what the plugin writes in that case."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    examples = re.findall(r"^datacat: run .*$", readme, flags=re.MULTILINE)
+    short = "8cd6606e-…"  # the README shortens the run's id in its link
+    base = summary(
+        session_id=short,
+        run_url=f"{URL}/runs/{short}",
+        results=2412,
+        spool_dir=Path("/home/me/.cache/datacat/spool"),
+    )
+    cases = [
+        base,
+        dataclasses.replace(
+            base, delivered=False, sent=0, spooled=4830, failure="server unreachable", overhead=0.05
+        ),
+        dataclasses.replace(base, leftovers_sent=4830, overhead=0.3),
+    ]
+    assert examples == [case.line() for case in cases]
+
+
+def test_the_step_summary_says_why_records_were_spooled() -> None:
+    text = summary(delivered=False, sent=0, spooled=118, failure="server unreachable").markdown()
+    assert (
+        "118 records were spooled in `/home/me/.cache/datacat/spool` (server unreachable)" in text
+    )
+    assert UPLOAD in text
