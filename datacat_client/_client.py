@@ -18,7 +18,7 @@ from . import wire
 from ._capture import ExcInfo, exception_data
 from ._config import resolve_base_url, resolve_token
 from ._errors import DatacatError
-from ._transport import HttpTransport, Request, Transport, raise_for_status
+from ._transport import HttpTransport, Request, Response, Transport, raise_for_status
 
 __all__ = ["DatacatClient", "format_tags"]
 
@@ -34,6 +34,25 @@ def format_tags(tags: Sequence[object] | Mapping[str, object] | None) -> list[st
     if isinstance(tags, str):
         return [tags]
     return [tag if type(tag) is str else str(tag) for tag in tags]
+
+
+def _no_such_route(response: Response) -> bool:
+    """A 404 from the router (not one of ours, such as an unknown session)."""
+    if response.status not in (404, 405):
+        return False
+    try:
+        detail = msgspec.json.decode(response.content).get("detail")
+    except (msgspec.DecodeError, AttributeError):
+        return True
+    return detail in ("Not Found", "Method Not Allowed")
+
+
+def _ack(path: str, response: Response) -> wire.BatchAck:
+    raise_for_status(response)
+    try:
+        return _ack_decoder.decode(response.content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DatacatError(f"POST {path}: invalid answer: {exc}") from exc
 
 
 class DatacatClient:
@@ -59,6 +78,9 @@ class DatacatClient:
             if transport is None
             else transport
         )
+        #: Whether the server takes batch format 2 (results as columns); learnt from
+        #: the first batch: a server older than format 2 answers its path with 404.
+        self.columnar = True
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -179,20 +201,25 @@ class DatacatClient:
     def send_batch(
         self, records: Sequence[wire.Record], *, timeout: float | None = None
     ) -> wire.BatchAck:
-        """Send records in one ``POST /api/ingest``; return what the server stored.
+        """Send records in one batch; return what the server stored.
 
+        Test results go as columns (``POST /api/ingest/v2``, format 2), which the server
+        stores without a step per result; a server that predates it gets every record
+        one by one (``POST /api/ingest``, format 1) from then on.
         ``timeout``: seconds to wait for the answer (default: the client's).
         """
+        wait = self.timeout if timeout is None else timeout
+        if self.columnar:
+            body = wire.encode_columnar(records)
+            response = self.transport.handle_request(
+                Request("POST", "/api/ingest/v2", body, None, wait)
+            )
+            if not _no_such_route(response):
+                return _ack("/api/ingest/v2", response)
+            self.columnar = False
         body = wire.encode(wire.Batch(records=list(records)))
-        request = Request(
-            "POST", "/api/ingest", body, None, self.timeout if timeout is None else timeout
-        )
-        response = self.transport.handle_request(request)
-        raise_for_status(response)
-        try:
-            return _ack_decoder.decode(response.content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise DatacatError(f"POST /api/ingest: invalid answer: {exc}") from exc
+        response = self.transport.handle_request(Request("POST", "/api/ingest", body, None, wait))
+        return _ack("/api/ingest", response)
 
     def close(self) -> None:
         """Close the transport's connections."""

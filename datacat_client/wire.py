@@ -330,3 +330,19 @@ def encode_columnar(records: Sequence[Record]) -> bytes:
             rows.append(record)
     blocks = [_result_block(sid, results) for sid, results in by_session.items()]
     return _encoder.encode(ColumnarBatch(results=blocks, records=rows))
+
+
+def records_of_columns(batch: Any) -> list[Record]:
+    """A decoded `ColumnarBatch` as records: its rows, then each result (the inverse of
+    `encode_columnar`, for servers of one's own and tests)."""
+    records: list[Record] = list(batch.records)
+    for block in batch.results:
+        given = {
+            name: values
+            for name in ResultColumns.__struct_fields__
+            if name != "session_id" and (values := getattr(block, name)) is not None
+        }
+        for i in range(len(block.seq)):
+            fields = {name: values[i] for name, values in given.items()}
+            records.append(TestResult(session_id=block.session_id, **fields))
+    return records

@@ -20,6 +20,17 @@ BASE_URL = "http://datacat.test"
 SESSION_ID = "0" * 32
 
 
+#: Where batches go: format 2 (results as columns), and format 1 for older servers.
+INGEST_PATHS = ("/api/ingest/v2", "/api/ingest")
+
+
+def ingested_records(path: str, body: bytes) -> list[wire.Record]:
+    """The records of a batch posted to ``path``, whichever format it is in."""
+    if path == "/api/ingest/v2":
+        return wire.records_of_columns(wire.columnar_decoder.decode(body))
+    return list(wire.batch_decoder.decode(body).records)
+
+
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Response:
     """A `Response` with a JSON body (``{"detail": ...}`` when ``body`` is a string)."""
     if isinstance(body, str):
@@ -86,11 +97,11 @@ class FakeServer:
             return self.answers[request.path]
         if request.path == "/api/sessions" and request.method == "POST":
             return answer(200, {"session_id": "3f2b8c9e-1d4a-4b6f-9a7e-2c5d8e1f0a3b"})
-        if request.path != "/api/ingest":
+        if request.path not in INGEST_PATHS:
             return answer(200, {"status": "ok"})
-        batch = wire.batch_decoder.decode(request.body or b"")
+        records = ingested_records(request.path, request.body or b"")
         with self.lock:
-            self.calls.append(Call(time.monotonic(), batch.records, request.timeout))
+            self.calls.append(Call(time.monotonic(), records, request.timeout))
             action = self.script.popleft() if self.script else None
         if isinstance(action, float):
             self.release.wait(action)
@@ -98,7 +109,7 @@ class FakeServer:
             raise action
         elif isinstance(action, Response):
             return action
-        return self._store(batch.records)
+        return self._store(records)
 
     def _store(self, records: list[wire.Record]) -> Response:
         accepted = duplicates = 0

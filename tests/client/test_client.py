@@ -11,6 +11,8 @@ from datacat_client import APIError, DatacatClient, DatacatError, NotFound, wire
 
 from .fakes import BASE_URL, SESSION_ID, CapturingServer, FakeServer, Reply, event
 
+ACK = {"accepted": 1, "duplicates": 0}
+
 SID = "3f2b8c9e-1d4a-4b6f-9a7e-2c5d8e1f0a3b"
 
 
@@ -162,7 +164,43 @@ def test_send_batch_posts_records_and_returns_the_ack(
     assert ack == wire.BatchAck(accepted=1, duplicates=1)
     sent = json.loads(server.requests[0].body)
     assert [r["session_id"] for r in sent["records"]] == [SESSION_ID, SESSION_ID]
-    assert server.requests[0].path == "/api/ingest"
+    assert server.requests[0].path == "/api/ingest/v2"
+
+
+def test_results_go_as_columns(server: CapturingServer, client: DatacatClient) -> None:
+    server.reply(Reply(200, {"accepted": 3, "duplicates": 0}))
+    results = [
+        wire.TestResult(
+            session_id=SESSION_ID, seq=i, timestamp=1.0, nodeid=f"t::{i}", outcome="passed"
+        )
+        for i in range(3)
+    ]
+    client.send_batch(results)
+    sent = json.loads(server.requests[0].body)
+    assert sent["results"][0]["nodeid"] == ["t::0", "t::1", "t::2"]
+    assert "records" not in sent
+
+
+def test_an_older_server_gets_format_1_from_then_on(
+    server: CapturingServer, client: DatacatClient
+) -> None:
+    """A server that predates format 2 answers its path with its router's 404."""
+    not_found = Reply(404, {"status_code": 404, "detail": "Not Found"})
+    server.reply(not_found, Reply(200, ACK), Reply(200, ACK))
+    assert client.send_batch([event(1)]) == wire.BatchAck(accepted=1, duplicates=0)
+    client.send_batch([event(2)])
+    assert [r.path for r in server.requests] == ["/api/ingest/v2", "/api/ingest", "/api/ingest"]
+    assert json.loads(server.requests[1].body)["records"][0]["seq"] == 1
+
+
+def test_an_unknown_session_is_not_taken_for_an_older_server(
+    server: CapturingServer, client: DatacatClient
+) -> None:
+    server.reply(Reply(404, {"status_code": 404, "detail": f"unknown session: {SESSION_ID}"}))
+    with pytest.raises(NotFound):
+        client.send_batch([event(1)])
+    assert [r.path for r in server.requests] == ["/api/ingest/v2"]
+    assert client.columnar
 
 
 def test_non_json_answer_is_a_datacat_error(server: CapturingServer, client: DatacatClient) -> None:
@@ -196,6 +234,6 @@ def test_every_call_goes_through_the_given_transport(fake: FakeServer) -> None:
         ("POST", f"/api/sessions/{SID}/heartbeat"),
         ("POST", f"/api/sessions/{SID}/end"),
         ("GET", f"/api/sessions/{SID}"),
-        ("POST", "/api/ingest"),
+        ("POST", "/api/ingest/v2"),
     ]
     assert fake.closed

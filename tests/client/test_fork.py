@@ -12,7 +12,7 @@ import pytest
 
 from datacat_client import create_session, wire
 
-from .fakes import CapturingServer, Reply
+from .fakes import INGEST_PATHS, CapturingServer, Reply, ingested_records
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -33,8 +33,8 @@ def _ingested(server: CapturingServer) -> list[wire.Record]:
     return [
         record
         for request in server.requests
-        if request.path == "/api/ingest"
-        for record in wire.batch_decoder.decode(request.body).records
+        if request.path in INGEST_PATHS
+        for record in ingested_records(request.path, request.body)
     ]
 
 

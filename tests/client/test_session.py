@@ -295,7 +295,7 @@ def test_get_details_flushes_first(make_session: MakeSession, fake: FakeServer) 
     details = session.get_details()
     assert details["events"] == [{"name": "written"}]
     # The batch holding the event was acknowledged before the read.
-    assert [r.path for r in fake.requests] == ["/api/ingest", path]
+    assert [r.path for r in fake.requests] == ["/api/ingest/v2", path]
     assert [e.name for e in fake.of_kind(wire.Event)] == ["written"]
 
 

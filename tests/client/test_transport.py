@@ -76,7 +76,11 @@ def test_batches_and_rest_calls_share_one_kept_alive_connection(server: Capturin
         client.send_batch([event(1), event(2)])
         client.register_session()
         client.send_batch([event(3)])
-    assert [r.path for r in server.requests] == ["/api/ingest", "/api/sessions", "/api/ingest"]
+    assert [r.path for r in server.requests] == [
+        "/api/ingest/v2",
+        "/api/sessions",
+        "/api/ingest/v2",
+    ]
     assert len({r.peer for r in server.requests}) == 1
 
 
