@@ -4,7 +4,9 @@
 
     DatacatServerError
      ├── StoreError              the database cannot be opened or written
-     │    └── StoreLockedError   another process holds the database file
+     │    ├── StoreLockedError   another process holds the database file
+     │    ├── DiskFullError      the disk holding the database is full (503)
+     │    └── StoreFailedError   DuckDB invalidated the database; it is being reopened (503)
      ├── UnknownSessionError     a record names a session that does not exist (404)
      ├── WriterBusyError         the write queue is full; retry later (503)
      └── InvalidInputError       input decoded but breaks a rule or limit (400)
@@ -16,8 +18,10 @@ from collections.abc import Iterable
 
 __all__ = [
     "DatacatServerError",
+    "DiskFullError",
     "InvalidInputError",
     "StoreError",
+    "StoreFailedError",
     "StoreLockedError",
     "UnknownSessionError",
     "WriterBusyError",
@@ -34,6 +38,15 @@ class StoreError(DatacatServerError):
 
 class StoreLockedError(StoreError):
     """Another process holds the DuckDB file (only one process may open it)."""
+
+
+class DiskFullError(StoreError):
+    """A write failed for lack of space: nothing of it was stored."""
+
+
+class StoreFailedError(StoreError):
+    """DuckDB invalidated the database after a fatal error (a checkpoint on a full
+    disk): nothing can be read or written until it is opened again."""
 
 
 class UnknownSessionError(DatacatServerError):

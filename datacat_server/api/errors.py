@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import duckdb
 from litestar import Request, Response
 
 from datacat_server.errors import (
+    DiskFullError,
     InvalidInputError,
     StoreError,
     UnknownSessionError,
     WriterBusyError,
 )
+from datacat_server.store.health import classify
 
 __all__ = ["EXCEPTION_HANDLERS"]
 
@@ -41,7 +44,17 @@ def _busy(_: Request[Any, Any, Any], exc: WriterBusyError) -> Response[dict[str,
 
 def _store(_: Request[Any, Any, Any], exc: StoreError) -> Response[dict[str, object]]:
     log.error("storage error: %s", exc)
-    return _answer(503, f"storage unavailable: {exc}", {"Retry-After": "5"})
+    wait = "30" if isinstance(exc, DiskFullError) else "5"
+    return _answer(503, f"storage unavailable: {exc}", {"Retry-After": wait})
+
+
+def _fatal(
+    request: Request[Any, Any, Any], exc: duckdb.FatalException
+) -> Response[dict[str, object]]:
+    """A read found the database invalidated: say so, and let the writer reopen it."""
+    error = classify(exc)
+    request.app.state.store.health.note(error)
+    return _store(request, error)
 
 
 EXCEPTION_HANDLERS = {
@@ -49,4 +62,5 @@ EXCEPTION_HANDLERS = {
     InvalidInputError: _invalid,
     WriterBusyError: _busy,
     StoreError: _store,
+    duckdb.FatalException: _fatal,
 }

@@ -13,6 +13,7 @@ import duckdb
 
 from datacat_client import wire
 from datacat_server.store.database import Database
+from datacat_server.store.health import StoreHealth
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
 from datacat_server.store.rollups import Folder, fold, folding
 from datacat_server.store.writer import Writer, WriteResult
@@ -38,9 +39,12 @@ class Store:
         fold_seconds: float = 10.0,
     ) -> None:
         self.clock = clock
+        self.health = StoreHealth()
         self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
         try:
-            self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval, clock=clock)
+            self.writer = Writer(
+                self.db, soft_flush_interval=soft_flush_interval, clock=clock, health=self.health
+            )
         except Exception:
             self.db.close()
             raise

@@ -7,6 +7,7 @@ own cursor (`reader`) and the writer has one of its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Database:
                 )
             self._con = _connect(self.path)
             _open_paths.add(self._key)
+        self._memory_limit = memory_limit
         try:
             apply_migrations(self._con)
             for statement in view_statements(heartbeat_grace):
@@ -53,6 +55,27 @@ class Database:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: Counts reopenings: a thread's cursor from before one is stale.
+        self.generation = 0
+
+    def reopen(self) -> None:
+        """Close every cursor and the connection, and open the file again.
+
+        For a database DuckDB invalidated (a checkpoint failed on a full disk): it is
+        usable again once opened anew. Raises `StoreError` if it cannot be opened yet.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError("the database is closed")
+            for cur in self._cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cur.close()
+            self._cursors.clear()
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            self._con = _connect(self.path)
+            lock_down(self._con, self._memory_limit)
+            self.generation += 1
 
     def sandbox(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor for people's SQL (interrupted by time limits)."""
@@ -65,9 +88,10 @@ class Database:
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor. It sees everything committed."""
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cur is None:
+        if cur is None or getattr(self._local, "generation", 0) != self.generation:
             cur = self.new_cursor()
             self._local.cursor = cur
+            self._local.generation = self.generation
         return cur
 
     def new_cursor(self) -> duckdb.DuckDBPyConnection:

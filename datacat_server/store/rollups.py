@@ -375,7 +375,6 @@ class Folder:
         self._wake.set()
 
     def _run(self) -> None:
-        cur: duckdb.DuckDBPyConnection = self._new_cursor()  # type: ignore[operator]
         while not self._stop.is_set():
             self._wake.wait(self._seconds)
             woken = self._wake.is_set()
@@ -383,14 +382,23 @@ class Folder:
             if self._stop.is_set():
                 break
             try:
+                # A cursor per round: the database may have been opened again since.
+                cur: duckdb.DuckDBPyConnection = self._new_cursor()  # type: ignore[operator]
+            except Exception as exc:
+                log.info("rollups not folded this time: %s", exc)
+                continue
+            try:
                 if woken or self._tail_due(cur):
                     while fold(cur, max_rows=self._step_rows).more and not self._stop.is_set():
                         pass
             except duckdb.Error as exc:
-                # A conflict with the writer's retention, or a closed store: next time.
+                # A conflict with the writer's retention, or a failed store: next time.
                 log.info("rollups not folded this time: %s", exc)
             except Exception:
                 log.exception("folding rollups failed")
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    cur.close()
 
     def _tail_due(self, cur: duckdb.DuckDBPyConnection) -> bool:
         rows = cur.execute(

@@ -22,6 +22,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -33,9 +34,10 @@ import msgspec
 import pyarrow as pa
 
 from datacat_client import wire
-from datacat_server.errors import StoreError, WriterBusyError
+from datacat_server.errors import DiskFullError, StoreError, StoreFailedError, WriterBusyError
 from datacat_server.store import build, tables
 from datacat_server.store.database import Database
+from datacat_server.store.health import StoreHealth, classify
 from datacat_server.store.merge import deep_merge
 from datacat_server.store.seqset import SeqSet
 from datacat_server.store.staging import (
@@ -52,6 +54,9 @@ from datacat_server.store.transactions import transaction
 __all__ = ["WriteResult", "Writer"]
 
 log = logging.getLogger("datacat.writer")
+
+#: Seconds between attempts to open an invalidated database again.
+REOPEN_INTERVAL = 2.0
 
 _decode = msgspec.json.decode
 
@@ -96,8 +101,12 @@ class Writer:
         session_cache_size: int = 10_000,
         test_cache_size: int = 1_000_000,
         clock: Callable[[], float] = time.time,
+        health: StoreHealth | None = None,
     ) -> None:
         self._db = db
+        #: Whether the store works; the API reads it (`/health`, error answers).
+        self.health = health or StoreHealth()
+        self._last_reopen = -math.inf
         #: The server's clock (Unix seconds): when records are received and stored.
         self._clock = clock
         self._cur = db.new_cursor()
@@ -212,6 +221,9 @@ class Writer:
         return group, False, None
 
     def _run_task(self, task: _Task) -> None:
+        if not self._usable():
+            task.future.set_exception(StoreFailedError(self.health.failed or "failed"))
+            return
         self._flush_soft_guarded()
         cur = self._cur
         try:
@@ -221,6 +233,7 @@ class Writer:
                 with transaction(cur):
                     result = task.fn(cur)
         except Exception as exc:
+            self.health.note(classify(exc))
             log.exception("maintenance failed")
             task.future.set_exception(exc)
             return
@@ -230,29 +243,68 @@ class Writer:
         task.future.set_result(result)
 
     def _flush_soft_guarded(self) -> None:
+        if self.health.failed:
+            return
         try:
             self._flush_soft()
-        except Exception:
+        except Exception as exc:
+            self.health.note(classify(exc))
             log.exception("could not persist session liveness fields")
 
+    # -- failing and recovering --------------------------------------------------------
+
+    def _usable(self) -> bool:
+        """Whether the database can be written; after DuckDB invalidated it, try to open
+        it again (at most every `REOPEN_INTERVAL` seconds)."""
+        if not self.health.failed:
+            return True
+        now = time.monotonic()
+        if now - self._last_reopen < REOPEN_INTERVAL:
+            return False
+        self._last_reopen = now
+        try:
+            self._db.reopen()
+            self._cur = self._db.new_cursor()
+            # Nothing uncommitted was kept: read what the store holds again.
+            self._sessions.clear()
+            self._soft_dirty.clear()
+            self._next_sid = self._scalar("SELECT coalesce(max(sid), 0) + 1 FROM sessions")
+            self._next_test_id = self._scalar("SELECT coalesce(max(test_id), 0) + 1 FROM tests")
+        except Exception as exc:
+            log.warning("the database cannot be opened again yet: %s", exc)
+            return False
+        log.warning("the database was opened again after: %s", self.health.failed)
+        self.health.recovered()
+        return True
+
     def _process(self, requests: list[_Request]) -> None:
+        if not self._usable():
+            refusal = StoreFailedError(self.health.failed or "the database failed")
+            for request in requests:
+                request.future.set_exception(refusal)
+            return
         try:
             staging, results, failed = self._stage(requests)
             if results:
                 self._commit(staging)
         except Exception as exc:
-            if len(requests) > 1:
+            known = classify(exc)
+            self.health.note(known)
+            if len(requests) > 1 and not isinstance(known, StoreFailedError | DiskFullError):
                 for request in requests:
                     self._process([request])
                 return
-            log.exception("write failed")
-            error: Exception = (
-                exc if isinstance(exc, StoreError) else StoreError(f"write failed: {exc}")
-            )
-            requests[0].future.set_exception(error)
+            if isinstance(known, DiskFullError | StoreFailedError):
+                log.error("write refused: %s", exc)
+            else:
+                log.exception("write failed")
+            for request in requests:
+                request.future.set_exception(known)
             return
-        for request, error in failed:
-            request.future.set_exception(error)
+        if self.health.disk_full_since:
+            self.health.recovered()
+        for request, rejected in failed:
+            request.future.set_exception(rejected)
         for request, result in results:
             request.future.set_result(result)
 
