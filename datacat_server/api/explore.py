@@ -14,8 +14,8 @@ from datacat_server.queries.metrics import AGGREGATIONS, MetricSeries, metric_na
 from datacat_server.queries.sessions import (
     SessionSummary,
     StatePatch,
-    get_session,
     list_sessions,
+    session_row,
     state_history,
 )
 from datacat_server.queries.state_filter import FILTERS
@@ -64,7 +64,7 @@ class SessionQueries(Controller):
     @get("/{session_id:str}/state-history", sync_to_thread=True, summary="Every state patch")
     def history(self, store: NamedDependency[Store], session_id: FromPath[str]) -> list[StatePatch]:
         cur = store.reader()
-        if get_session(cur, session_id) is None:
+        if session_row(cur, session_id) is None:
             raise NotFoundException(f"unknown session: {session_id}")
         return state_history(cur, session_id)
 

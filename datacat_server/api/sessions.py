@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import duckdb
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -25,11 +27,23 @@ from datacat_server.api.paging import Offset
 from datacat_server.errors import InvalidInputError
 from datacat_server.limits import check_records
 from datacat_server.queries._common import parse_session_id
-from datacat_server.queries.sessions import SessionDetail, get_session, iter_sessions
+from datacat_server.queries.sessions import (
+    SessionDetail,
+    session_json,
+    session_row,
+    sessions_json,
+)
 from datacat_server.settings import Settings
 from datacat_server.store import Store
 
 __all__ = ["DataController", "SessionController"]
+
+
+def _closing(cur: duckdb.DuckDBPyConnection, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        cur.close()
 
 
 class SessionCreate(msgspec.Struct, kw_only=True):
@@ -125,12 +139,21 @@ class SessionController(SessionQueries):
         await _write(store, settings, record)
         return SessionCreated(session_id=key)
 
-    @get("/{session_id:str}", sync_to_thread=True, summary="A session with its events and metrics")
-    def detail(self, store: NamedDependency[Store], session_id: FromPath[str]) -> SessionDetail:
-        found = get_session(store.reader(), session_id)
-        if found is None:
+    @get(
+        "/{session_id:str}",
+        sync_to_thread=True,
+        summary="A session with its events and metrics",
+        description="Streamed: a session of a million events costs the server a chunk of"
+        " them at a time, not the whole answer in memory.",
+        responses={200: ResponseSpec(SessionDetail, description="The session")},
+    )
+    def detail(self, store: NamedDependency[Store], session_id: FromPath[str]) -> Stream:
+        cur = store.db.new_cursor()
+        row = session_row(cur, session_id)
+        if row is None:
+            cur.close()
             raise NotFoundException(f"unknown session: {session_id}")
-        return found
+        return Stream(_closing(cur, session_json(cur, row)), media_type="application/json")
 
     @post("/{session_id:str}/state", status_code=200, summary="Deep-merge into the state")
     async def update_state(
@@ -214,9 +237,6 @@ class SessionController(SessionQueries):
         return _OK
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 class DataController(Controller):
     path = "/api"
     tags = ("sessions (seed API)",)
@@ -234,13 +254,8 @@ class DataController(Controller):
         limit: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
         offset: Offset = 0,
     ) -> Stream:
-        sessions = iter_sessions(store.reader, limit=limit, offset=offset)
-
-        def chunks() -> Iterator[bytes]:
-            # A sync iterator: Litestar advances it on a worker thread, off the loop.
-            yield b"["
-            for i, session in enumerate(sessions):
-                yield _encode(session) if i == 0 else b"," + _encode(session)
-            yield b"]"
-
-        return Stream(chunks(), media_type="application/json")
+        # A sync iterator: Litestar advances it on worker threads, off the loop; it has
+        # a cursor of its own, which it closes when done (or when the client leaves).
+        cur = store.db.new_cursor()
+        chunks = sessions_json(cur, limit=limit, offset=offset)
+        return Stream(_closing(cur, chunks), media_type="application/json")

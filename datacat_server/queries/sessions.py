@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -21,9 +21,11 @@ __all__ = [
     "SessionView",
     "StatePatch",
     "get_session",
-    "iter_sessions",
     "list_sessions",
+    "session_json",
+    "session_row",
     "session_view",
+    "sessions_json",
     "state_history",
 ]
 
@@ -183,39 +185,108 @@ def session_view(
     )
 
 
-def iter_sessions(
-    cursor: Callable[[], duckdb.DuckDBPyConnection],
+#: Events and metrics are encoded this many at a time, so a session of a million
+#: events streams in bounded memory.
+STREAM_CHUNK = 5_000
+
+
+class _RawEvent(msgspec.Struct):
+    timestamp: str
+    name: str
+    data: msgspec.Raw
+
+
+_encode = msgspec.json.Encoder().encode
+_NULL = msgspec.Raw(b"null")
+
+
+def _json_list(cur: duckdb.DuckDBPyConnection, sql: str, sid: int, make: Any) -> Iterator[bytes]:
+    """The rows of ``sql`` (one session's events or metrics, in order) as the items of
+    a JSON list, a chunk at a time, comma-separated."""
+    cur.execute(sql, [sid])
+    first = True
+    while rows := cur.fetchmany(STREAM_CHUNK):
+        body = _encode([make(row) for row in rows])[1:-1]
+        if body:
+            yield body if first else b"," + body
+            first = False
+
+
+_EVENTS_SQL = (
+    "SELECT timestamp, name, data FROM events WHERE sid = ? ORDER BY timestamp, seq NULLS LAST"
+)
+_METRICS_SQL = (
+    "SELECT timestamp, name, value, tags FROM metrics WHERE sid = ?"
+    " ORDER BY timestamp, seq NULLS LAST"
+)
+
+
+def _event_item(row: tuple[Any, ...]) -> _RawEvent:
+    # The stored JSON text goes out as it is: no parse and re-encode per event.
+    data = msgspec.Raw(row[2].encode()) if row[2] is not None else _NULL
+    return _RawEvent(iso(row[0]) or "", row[1], data)
+
+
+def _metric_item(row: tuple[Any, ...]) -> MetricOut:
+    return MetricOut(iso(row[0]) or "", row[1], row[2], list(row[3]))
+
+
+def session_json(cur: duckdb.DuckDBPyConnection, row: tuple[Any, ...]) -> Iterator[bytes]:
+    """One session as `SessionDetail`'s JSON, in chunks (``cur`` is the generator's
+    own: it may be resumed on another thread)."""
+    head = _encode(_detail(row, [], []))
+    # The head ends with its two empty lists: `events` and `metrics`, in that order.
+    tail = b'"events":[],"metrics":[]}'
+    assert head.endswith(tail)
+    yield head[: -len(tail)] + b'"events":['
+    yield from _json_list(cur, _EVENTS_SQL, row[0], _event_item)
+    yield b'],"metrics":['
+    yield from _json_list(cur, _METRICS_SQL, row[0], _metric_item)
+    yield b"]}"
+
+
+def session_row(cur: duckdb.DuckDBPyConnection, session_id: str) -> tuple[Any, ...] | None:
+    """The stored fields of one session (for `session_json`), or None."""
+    key = parse_session_id(session_id)
+    if key is None:
+        return None
+    rows = cur.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
+    ).fetchall()
+    return rows[0] if rows else None
+
+
+def sessions_json(
+    cur: duckdb.DuckDBPyConnection,
     *,
     limit: int | None = None,
     offset: int = 0,
     chunk: int = 200,
-) -> Iterator[SessionDetail]:
-    """Sessions oldest first, with their events and metrics, fetched a chunk at a time.
-
-    ``cursor`` is called once per chunk: a streaming response may resume on another
-    thread, and a DuckDB cursor must stay on the thread that uses it.
-    """
+) -> Iterator[bytes]:
+    """Every session oldest first (a page of them with ``limit``/``offset``), as a JSON
+    list of `SessionDetail`, in chunks: sessions a page at a time, each session's events
+    and metrics `STREAM_CHUNK` at a time. ``cur`` is the generator's own."""
     remaining = limit
     position = offset
+    first = True
+    yield b"["
     while remaining is None or remaining > 0:
         size = chunk if remaining is None else min(chunk, remaining)
-        cur = cursor()
         rows = cur.execute(
             f"SELECT {_SESSION_COLUMNS} FROM session_status ORDER BY sid LIMIT ? OFFSET ?",
             [size, position],
         ).fetchall()
-        if not rows:
-            return
-        sids = [r[0] for r in rows]
-        events = _events_of(cur, sids)
-        metrics = _metrics_of(cur, sids)
         for row in rows:
-            yield _detail(row, events.get(row[0], []), metrics.get(row[0], []))
+            if not first:
+                yield b","
+            first = False
+            yield from session_json(cur, row)
         position += len(rows)
         if remaining is not None:
             remaining -= len(rows)
         if len(rows) < size:
-            return
+            break
+    yield b"]"
 
 
 class SessionSummary(msgspec.Struct):
