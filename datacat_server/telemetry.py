@@ -7,7 +7,7 @@ OpenMetrics when the scraper asks for it).
 
 Counted as things happen:
 
-- requests, by the route's path template (``/api/runs/{run_id:str}``, never the raw
+- requests, by the route's path template (``/api/runs/{run_id}``, never the raw
   path, which carries ids), method and status; one ``route="unmatched"`` for paths no
   route serves. The exposition's own requests are left out, so that scraping adds
   nothing to the load it reports (Prometheus reports its scrapes itself: ``up``,
@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -43,7 +43,7 @@ from prometheus_client.registry import Collector
 
 from datacat_server.errors import StoreError, WriterBusyError
 from datacat_server.queries import window
-from datacat_server.queries.latest import flaky_counts, latest_runs
+from datacat_server.queries.latest import BranchRun, flaky_counts, latest_runs
 
 if TYPE_CHECKING:
     from litestar.types import Message, Scope
@@ -331,7 +331,7 @@ class _ProjectCollector(Collector):
         return self._families(runs, flaky)
 
     @staticmethod
-    def _families(runs: Sequence[Any], flaky: dict[str, int]) -> list[Metric]:
+    def _families(runs: Sequence[BranchRun], flaky: dict[str, int]) -> list[Metric]:
         labels = ["project", "branch"]
         rate = GaugeMetricFamily(
             "datacat_project_pass_ratio",

@@ -16,6 +16,8 @@ from benchmarks.prometheus import build
 from datacat_client import wire
 from datacat_server.api.prometheus import PATH
 from datacat_server.app import create_app
+from datacat_server.queries.flaky import flaky_tests
+from datacat_server.queries.window import recent_runs
 from datacat_server.settings import Settings
 from datacat_server.store import Store
 from datacat_server.telemetry import DEFAULT_BRANCHES, DEFAULT_PROJECTS
@@ -84,6 +86,13 @@ def test_the_series_are_bounded_by_the_settings_not_the_store(big: TestClient[Li
     for name in BRANCH_FAMILIES:
         labels = {(s.labels["project"], s.labels["branch"]) for s in families[name].samples}
         assert labels == expected, name
+
+    # Each count is the flaky page's, though the projects' windows interleave and were
+    # read in one query.
+    for project, count in shown.items():
+        window = recent_runs(cur, project, None, 100)
+        assert count == len(flaky_tests(cur, window, limit=10_000)), project
+    assert sum(shown.values()) > WIDE_TESTS  # the generated projects have some too
 
     # Everything together: a constant, whatever the number of tests, runs or projects.
     samples = sum(len(f.samples) for f in families.values())
