@@ -27,6 +27,8 @@ from datacat_server.api.ingest import IngestController
 from datacat_server.api.insights import InsightController
 from datacat_server.api.junit import JunitController
 from datacat_server.api.openapi import document_errors
+from datacat_server.api.prometheus import PATH as PROMETHEUS_PATH
+from datacat_server.api.prometheus import prometheus
 from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
@@ -37,6 +39,7 @@ from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
 from datacat_server.store import Store, open_store
 from datacat_server.store.retention import RetentionPolicy
+from datacat_server.telemetry import Telemetry
 
 __all__ = ["create_app"]
 
@@ -58,12 +61,14 @@ def create_app(
     settings = settings or Settings()
     tokens = tokens or TokenSet()
     retention = RetentionPolicy.parse(settings.retention)
+    telemetry = Telemetry(exposition_path=PROMETHEUS_PATH)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         owned = store is None
         opened = store or open_store(settings)
         app.state.store = opened
+        telemetry.attach(opened)
         task = (
             asyncio.create_task(_retain(opened, retention, settings.retention_interval))
             if retention.active
@@ -74,6 +79,7 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            telemetry.detach(opened)
             if owned:
                 opened.close()
 
@@ -105,6 +111,7 @@ def create_app(
             MetricController,
             SqlController,
             AdminController,
+            prometheus,
         ],
         guards=[guard],
         middleware=middleware,
@@ -115,9 +122,10 @@ def create_app(
         plugins=[DashboardPlugin()],
         request_max_body_size=settings.max_body_size,
         request_class=SafeJsonRequest,
-        state=State({"settings": settings, "tokens": tokens}),
+        state=State({"settings": settings, "tokens": tokens, "telemetry": telemetry}),
         debug=settings.debug,
-        after_exception=[_log_unexpected],
+        after_exception=[_log_unexpected, telemetry.after_exception],
+        before_send=[telemetry.before_send],
         logging_config=LoggingConfig(
             root={"level": "INFO", "handlers": ["queue_listener"]},
             # Expected errors become 4xx/503 answers; `_log_unexpected` logs the rest.

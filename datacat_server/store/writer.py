@@ -125,6 +125,9 @@ class Writer:
         self._stored_at = self._scalar("SELECT coalesce(max(epoch_us(stored_at)), 0) FROM results")
         self._thread = threading.Thread(target=self._run, name="datacat-writer", daemon=True)
         self._stopped = False
+        #: Called after each commit of records with (test results stored, seconds the
+        #: transaction took), in the writer's thread; must be quick (`telemetry.py`).
+        self.observer: Callable[[int, float], None] | None = None
 
     # -- owner API ---------------------------------------------------------------
 
@@ -337,8 +340,10 @@ class Writer:
         new_tests = self._assign_test_ids(blocks)
         soft_due = time.monotonic() - self._last_soft_flush >= self._soft_flush_interval
         stored_at = max(self._stored_at + 1, round(staging.now * 1_000_000))
+        started = time.perf_counter()
         with transaction(self._cur):
             self._write(staging, blocks, new_tests, soft_due, stored_at)
+        seconds = time.perf_counter() - started
         # Committed: the staged copies become the truth.
         self._stored_at = stored_at
         for key, entry in staging.sessions.items():
@@ -355,6 +360,11 @@ class Writer:
             self._soft_dirty |= (
                 staging.soft_dirty - staging.hard_dirty - staging.new_sessions.keys()
             )
+        if self.observer is not None:
+            try:
+                self.observer(sum(len(block) for block in blocks), seconds)
+            except Exception:  # committed all the same: never retry it as failed
+                log.exception("commit observer failed")
 
     def _write(
         self,
