@@ -26,24 +26,38 @@ DEFAULT_HEAD_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
 
 
-def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be a number, got {raw!r}") from None
+#: Settings whose environment variable is not ``DATACAT_`` + the name in capitals.
+_ENV_NAMES = {"db_path": "DATACAT_DB", "retention": "DATACAT_RETENTION_DAYS"}
+#: Settings only code sets (tests).
+_NOT_FROM_ENV = frozenset({"debug", "soft_flush_interval"})
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+def env_name(setting: str) -> str:
+    """The environment variable of a setting (``max_depth`` → ``DATACAT_MAX_DEPTH``)."""
+    return _ENV_NAMES.get(setting, "DATACAT_" + setting.upper())
+
+
+def _parse(kind: object, key: str, raw: str) -> object:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+    if kind in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, got {raw!r}") from None
+    if kind in (bool, "bool"):
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(f"{key} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return raw
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,13 +87,13 @@ class Settings:
     max_batch_records: int = 20_000
     #: Per record (see `datacat_server.api.limits`): names and node ids are refused past
     #: their length, free text is cut; JSON data is refused past the depth and size.
-    max_name_length: int = 1_000
-    max_nodeid_length: int = 4_000
-    max_text_length: int = 100_000
-    max_depth: int = 32
-    max_data_bytes: int = 1_000_000
-    max_tags: int = 50
-    max_labels: int = 100
+    max_name_length: int = Limits.max_name_length
+    max_nodeid_length: int = Limits.max_nodeid_length
+    max_text_length: int = Limits.max_text_length
+    max_depth: int = Limits.max_depth
+    max_data_bytes: int = Limits.max_data_bytes
+    max_tags: int = Limits.max_tags
+    max_labels: int = Limits.max_labels
     #: DuckDB's memory limit for the whole store (queries beyond it fail cleanly).
     memory_limit: str = "2GB"
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
@@ -142,37 +156,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``DATACAT_*`` variables, then explicit overrides (None ignored)."""
+        """Settings from ``DATACAT_*`` variables (`env_name`), then explicit overrides
+        (None ignored); a setting without either keeps its default."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {
-            "db_path": Path(env.get("DATACAT_DB") or "datacat.duckdb"),
-            "host": env.get("DATACAT_HOST") or "127.0.0.1",
-            "port": _env_int(env, "DATACAT_PORT", 8080),
-            "heartbeat_grace": _env_float(env, "DATACAT_HEARTBEAT_GRACE", 3.0),
-            "max_body_size": _env_int(env, "DATACAT_MAX_BODY_SIZE", 50_000_000),
-            "max_head_bytes": _env_int(env, "DATACAT_MAX_HEAD_BYTES", DEFAULT_MAX_HEAD_BYTES),
-            "head_timeout": _env_float(env, "DATACAT_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT),
-            "max_connections_per_address": _env_int(
-                env, "DATACAT_MAX_CONNECTIONS_PER_ADDRESS", DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
-            ),
-            "max_batch_records": _env_int(env, "DATACAT_MAX_BATCH_RECORDS", 20_000),
-            "max_name_length": _env_int(env, "DATACAT_MAX_NAME_LENGTH", 1_000),
-            "max_nodeid_length": _env_int(env, "DATACAT_MAX_NODEID_LENGTH", 4_000),
-            "max_text_length": _env_int(env, "DATACAT_MAX_TEXT_LENGTH", 100_000),
-            "max_depth": _env_int(env, "DATACAT_MAX_DEPTH", 32),
-            "max_data_bytes": _env_int(env, "DATACAT_MAX_DATA_BYTES", 1_000_000),
-            "max_tags": _env_int(env, "DATACAT_MAX_TAGS", 50),
-            "max_labels": _env_int(env, "DATACAT_MAX_LABELS", 100),
-            "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
-            "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
-            "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
-            "retention": env.get("DATACAT_RETENTION_DAYS") or "",
-            "retention_interval": _env_float(env, "DATACAT_RETENTION_INTERVAL", 3600.0),
-            "rate_limit": _env_float(env, "DATACAT_RATE_LIMIT", 1000.0),
-            "rate_burst": _env_float(env, "DATACAT_RATE_BURST", 10_000.0),
-            "allow_anonymous": (env.get("DATACAT_ALLOW_ANONYMOUS") or "").lower()
-            in ("1", "true", "yes"),
-        }
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            if field.name in _NOT_FROM_ENV:
+                continue
+            key = env_name(field.name)
+            raw = env.get(key)
+            if raw:
+                values[field.name] = _parse(field.type, key, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:
             values["db_path"] = Path(str(values["db_path"]))

@@ -11,12 +11,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from datacat_client._config import DEFAULT_BASE_URL
 from pytest_datacat.metadata import default_project
 
 __all__ = ["CAPTURE_MODES", "Options", "add_options", "resolve_options"]
 
 CAPTURE_MODES = ("failed", "all", "none")
-_DEFAULT_URL = "http://127.0.0.1:8080"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}  # the error message in _enabled lists both
 
@@ -53,7 +53,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--datacat-url",
         default=None,
         metavar="URL",
-        help=f"DataCat server (env DATACAT_URL, ini datacat_url; default {_DEFAULT_URL}).",
+        help=f"DataCat server (env DATACAT_URL, ini datacat_url; default {DEFAULT_BASE_URL}).",
     )
     group.addoption(
         "--datacat-token",
@@ -168,11 +168,11 @@ def _seconds(setting: _Setting | None, default: float) -> float:
 
 def _url(setting: _Setting | None) -> str:
     if setting is None:
-        return _DEFAULT_URL
+        return DEFAULT_BASE_URL
     url = setting.value.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise setting.error(f"an http:// or https:// URL with a host, such as {_DEFAULT_URL}")
+        raise setting.error(f"an http:// or https:// URL with a host, such as {DEFAULT_BASE_URL}")
     return url
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import duckdb
 import msgspec
 
 from datacat_server.queries._common import iso
+from datacat_server.queries._common import rows as rows_by_name
+from datacat_server.queries.flaky import evidence_of, run_labels
+from datacat_server.queries.streams import streams_cte
 from datacat_server.queries.window import Window
+from datacat_server.store.rollups import finals_sql
 
 __all__ = ["HistoryPoint", "TestHistory", "test_history"]
 
@@ -46,6 +53,9 @@ class TestHistory(msgspec.Struct):
     flaky_commits: list[str] = []
     #: Runs in which it failed, then passed when rerun.
     flaky_in_run: int = 0
+    #: Why it is flaky by the flaky rule (`queries/flaky.py`): ``same_commit``,
+    #: ``rerun``, ``flips``; empty when it is not.
+    evidence: list[str] = []
 
 
 _SQL = """
@@ -64,22 +74,35 @@ ORDER BY w.started_at, w.run
 """
 
 
+_FLAKY_COMMITS = """
+WITH f AS ({finals})
+SELECT "commit" FROM f WHERE decided AND "commit" <> ''
+GROUP BY branch, "commit" HAVING bool_or(bad) AND bool_or(NOT bad)
+ORDER BY max(stored_at) DESC
+"""
+
+
 def test_history(
     cur: duckdb.DuckDBPyConnection, project: str, nodeid: str, window: Window
 ) -> TestHistory | None:
-    """``nodeid``'s results over the window's runs, or None if the test is unknown."""
+    """``nodeid``'s results over the window's runs, or None if the test is unknown.
+
+    Whether it is flaky, and since when it fails, come from its stream aggregates (the
+    flaky list's own, `queries/streams.py`), so the test page and the flaky list agree.
+    """
     test = cur.execute(
         "SELECT test_id, file, line, markers FROM tests WHERE project = ? AND nodeid = ?",
         [project, nodeid],
-    ).fetchone()
-    if test is None:
+    ).fetchall()
+    if not test:
         return None
+    test_id, file, line, markers = test[0]
     points: list[HistoryPoint] = []
+    aggregates: list[dict[str, Any]] = []
+    flaky_commits: list[str] = []
     if not window.empty:
         where, params = window.where()
-        rows = cur.execute(
-            _SQL.replace("{window}", where), [window.sids, *params, test[0]]
-        ).fetchall()
+        rows = cur.execute(_SQL.replace("{window}", where), [window.sids, *params, test_id])
         points = [
             HistoryPoint(
                 run=row[0],
@@ -92,43 +115,48 @@ def test_history(
                 exc_type=row[7],
                 message=row[8],
             )
-            for row in rows
+            for row in rows.fetchall()
         ]
-    failed = [p for p in points if p.outcome in ("failed", "error")]
-    # "Failing since" on the latest run's branch: a feature branch's failures say
-    # nothing about main.
-    branch = points[-1].branch if points else ""
-    since = None
-    for point in reversed(points):
-        if point.branch != branch:
-            continue
-        if point.outcome not in ("failed", "error"):
-            break
-        since = point.started_at
-    outcomes_by_commit: dict[str, set[str]] = {}
-    for point in reversed(points):
-        if point.commit:
-            outcomes_by_commit.setdefault(point.commit, set()).add(point.outcome)
-    flaky_commits = [
-        commit
-        for commit, seen in outcomes_by_commit.items()
-        if "passed" in seen and seen & {"failed", "error"}
-    ]
+        cte, cte_params = streams_cte(window, rollups=False, tests=[test_id])
+        aggregates = rows_by_name(cur.execute(cte + " SELECT * FROM streams", cte_params))
+        finals = finals_sql(f"{window.sql('r')} AND r.test_id = {int(test_id)}")
+        found = cur.execute(_FLAKY_COMMITS.replace("{finals}", finals)).fetchall()
+        flaky_commits = [row[0] for row in found]
+    # "Failing since" on the branch of its newest result: a feature branch's failures
+    # say nothing about main.
+    latest = max(aggregates, key=lambda a: a["last_at"] or _EPOCH, default=None)
+    labels = run_labels(
+        cur,
+        {sid for a in aggregates for sid in (a["streak_sid"], a["last_failure_sid"]) if sid},
+    )
+    newest_failure = max(
+        (a for a in aggregates if a["last_failure_at"] is not None),
+        key=lambda a: a["last_failure_at"],
+        default=None,
+    )
+    same_commit = sum(a["same_commit"] for a in aggregates)
+    flaky_in_run = sum(a["flaky_in_run"] for a in aggregates)
+    episodes = sum(a["episodes"] for a in aggregates)
+    since = labels.get(latest["streak_sid"]) if latest and latest["streak"] else None
+    last = labels.get(newest_failure["last_failure_sid"]) if newest_failure else None
     return TestHistory(
         nodeid=nodeid,
         project=project,
-        file=test[1],
-        line=test[2],
-        markers=list(test[3] or []),
+        file=file,
+        line=line,
+        markers=list(markers or []),
         points=points,
-        runs=len(points),
-        failures=len(failed),
-        last_failure=failed[-1].started_at if failed else None,
-        failing_since=since,
-        branch=branch,
+        runs=sum(a["runs"] for a in aggregates),
+        failures=sum(a["failures"] for a in aggregates),
+        last_failure=last[1] if last else None,
+        failing_since=since[1] if since else None,
+        branch=latest["branch"] if latest else "",
         flaky_commits=flaky_commits,
-        flaky_in_run=sum(1 for p in points if p.attempts > 1 and p.outcome == "passed"),
+        flaky_in_run=flaky_in_run,
+        evidence=evidence_of(same_commit, flaky_in_run, episodes),
     )
 
+
+_EPOCH = dt.datetime(1970, 1, 1)
 
 test_history.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import types
 
 import pytest
@@ -11,8 +13,23 @@ import datacat_client
 
 
 def test_all_lists_exactly_the_public_names() -> None:
+    for name in datacat_client.__all__:
+        getattr(datacat_client, name)  # loaded on first use
     public = sorted(name for name in vars(datacat_client) if not name.startswith("_"))
     assert sorted(datacat_client.__all__) == public
+    assert sorted(dir(datacat_client)) == sorted(datacat_client.__all__)
+    with pytest.raises(AttributeError):
+        datacat_client.nothing_here  # noqa: B018
+
+
+def test_importing_one_module_loads_no_sender() -> None:
+    """The pytest plugin imports `_config` in every run; it must not load the rest."""
+    code = (
+        "import sys, datacat_client._config;"
+        " print(sorted(m for m in sys.modules if m.startswith('datacat_client')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['datacat_client', 'datacat_client._config']"
 
 
 def test_every_exported_name_resolves_and_says_where_it_lives() -> None:
