@@ -186,6 +186,11 @@ class RunStart(_Record, tag="run_start"):
     #: Only part of the suite was selected (``-k``, ``-m``, ``--lf``, named files): its
     #: pass rate and duration are not comparable with whole runs.
     partial: bool = False
+    #: What its failures are compared with: for a pull/merge request the target branch
+    #: and the merge base commit (its latest run on that commit or older is the base);
+    #: empty: the previous run of the same branch.
+    base_branch: str = ""
+    base_commit: str = ""
 
 
 class RunFinish(_Record, tag="run_finish"):

@@ -19,6 +19,7 @@ from litestar.types import Scope
 from dashboard import DashboardPlugin, asset
 from datacat_server import __version__
 from datacat_server.api.admin import AdminController
+from datacat_server.api.classify import ClassificationController
 from datacat_server.api.deps import DEPENDENCIES
 from datacat_server.api.errors import EXCEPTION_HANDLERS
 from datacat_server.api.explore import MetricController
@@ -107,6 +108,7 @@ def create_app(
             IngestController,
             JunitController,
             RunController,
+            ClassificationController,
             InsightController,
             MetricController,
             SqlController,

@@ -118,6 +118,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "server receive times, result store order, metric units, partial runs", _V2),
     Migration(3, "per-test rollups, built from the results stored so far", _V3, _build_rollups),
+    Migration(
+        4,
+        "a run's base: a pull request's target branch",
+        tables.RUNS.add_columns("base_branch", "base_commit"),
+    ),
 )
 
 

@@ -458,6 +458,22 @@ RUNS = Table(
             default="false",
             doc="Only some of the suite ran (-k, -m, --lf, named files): left out of trends.",
         ),
+        Column(
+            "base_branch",
+            "VARCHAR",
+            nullable=False,
+            limit=_NAME,
+            default="''",
+            doc="A pull request's target branch: failures are compared with its runs.",
+        ),
+        Column(
+            "base_commit",
+            "VARCHAR",
+            nullable=False,
+            limit=_NAME,
+            default="''",
+            doc="The merge base with that branch.",
+        ),
     ),
     "One row per test run (a pytest session); its finish fields are set once.",
 )
