@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import msgspec
 
@@ -91,9 +92,11 @@ class DatacatClient:
         body: object = None,
         *,
         params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         content = None if body is None else wire.encode(body)
-        request = Request(method, path, content, params, self.timeout)
+        wait = self.timeout if timeout is None else timeout
+        request = Request(method, path, content, params, wait)
         response = self.transport.handle_request(request)
         raise_for_status(response)
         if not response.content:
@@ -196,6 +199,20 @@ class DatacatClient:
         """Tell the server the session is alive; ``interval``: seconds until the next one."""
         path = self._path(session_id, "/heartbeat")
         answer: dict[str, Any] = self._call("POST", path, {"interval": interval})
+        return answer
+
+    def run_classification(self, run_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """A run's failures classified against its base run: ``counts`` (new, new_test,
+        already_failing, known_flaky, fixed), ``failures`` and ``fixed``."""
+        path = f"/api/runs/{quote(run_id, safe='')}/classification"
+        answer: dict[str, Any] = self._call("GET", path, timeout=timeout)
+        return answer
+
+    def quarantined(self, project: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The tests of ``project`` in quarantine now (``nodeid``, ``reason``, ``since``)."""
+        answer = self._call("GET", "/api/quarantine", params={"project": project}, timeout=timeout)
+        if not isinstance(answer, list):
+            raise DatacatError(f"GET /api/quarantine: expected a list, got {type(answer).__name__}")
         return answer
 
     def send_batch(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from litestar import Litestar, Router
@@ -30,6 +31,7 @@ from datacat_server.api.junit import JunitController
 from datacat_server.api.openapi import document_errors
 from datacat_server.api.prometheus import PATH as PROMETHEUS_PATH
 from datacat_server.api.prometheus import prometheus
+from datacat_server.api.quarantine import QuarantineController
 from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
@@ -38,7 +40,7 @@ from datacat_server.auth import TokenSet, guard
 from datacat_server.errors import DatacatServerError
 from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
-from datacat_server.store import Store, open_store
+from datacat_server.store import Store, open_store, quarantine
 from datacat_server.store.retention import RetentionPolicy
 from datacat_server.telemetry import Telemetry
 
@@ -70,15 +72,15 @@ def create_app(
         opened = store or open_store(settings)
         app.state.store = opened
         telemetry.attach(opened)
-        task = (
-            asyncio.create_task(_retain(opened, retention, settings.retention_interval))
-            if retention.active
-            else None
-        )
+        tasks = [asyncio.create_task(_keep_quarantine(opened, settings.quarantine_interval))]
+        if retention.active:
+            tasks.append(
+                asyncio.create_task(_retain(opened, retention, settings.retention_interval))
+            )
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
             telemetry.detach(opened)
             if owned:
@@ -109,6 +111,7 @@ def create_app(
             JunitController,
             RunController,
             ClassificationController,
+            QuarantineController,
             InsightController,
             MetricController,
             SqlController,
@@ -159,6 +162,26 @@ async def _retain(store: Store, policy: RetentionPolicy, interval: float) -> Non
         except Exception:
             log.exception("retention failed")
         await asyncio.sleep(interval)
+
+
+def _flaky_of_auto_projects(store: Store) -> dict[str, list[str]]:
+    return quarantine.flaky_of_auto_projects(store.reader())
+
+
+async def _keep_quarantine(store: Store, interval: float) -> None:
+    """Every ``interval`` seconds, quarantine the flaky tests of projects that asked for
+    it, and release those that passed enough times in a row."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            # The worker thread's own cursor: `store.reader()` is per thread.
+            flaky = await asyncio.to_thread(_flaky_of_auto_projects, store)
+            if flaky:
+                changes = await store.maintain(partial(quarantine.keep_up, flaky=flaky))
+                for change in changes:
+                    log.info("quarantine: %s", change)
+        except Exception:
+            log.exception("the automatic quarantine failed")
 
 
 async def _log_unexpected(exc: Exception, scope: Scope) -> None:

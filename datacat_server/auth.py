@@ -4,7 +4,11 @@ Scopes:
 
 - ``ingest``: create sessions and send records (the client, the pytest plugin);
 - ``read``: the API's reads, the dashboard, the SQL console;
+- ``quarantine``: put tests in and out of quarantine;
 - ``admin``: everything, including deleting old data (retention).
+
+A route may accept a second scope besides its own (``opt["also"]``): the quarantine
+list is read by dashboards (``read``) and by the pytest plugin (``ingest``).
 
 Tokens come from ``DATACAT_TOKENS`` (``scope[+scope]:token`` items separated by commas)
 and/or a tokens file (``DATACAT_TOKENS_FILE``: one ``scope[+scope] token [name]`` per
@@ -46,6 +50,8 @@ COOKIE = "datacat_token"
 class Scope(enum.StrEnum):
     INGEST = "ingest"
     READ = "read"
+    #: Put tests in and out of quarantine (`datacat quarantine`).
+    QUARANTINE = "quarantine"
     ADMIN = "admin"
 
 
@@ -87,7 +93,7 @@ def _parse_scopes(text: str, where: str) -> frozenset[Scope]:
         return frozenset(Scope(part.strip()) for part in text.split("+") if part.strip())
     except ValueError:
         raise TokenConfigError(
-            f"{where}: unknown scope in {text!r} (scopes: ingest, read, admin)"
+            f"{where}: unknown scope in {text!r} (scopes: ingest, read, quarantine, admin)"
         ) from None
 
 
@@ -178,5 +184,6 @@ def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHand
         raise PermissionDeniedException(
             "the dashboard's login cookie only reads; send a bearer token to write"
         )
-    if not token.allows(scope):
+    also = [Scope(name) for name in handler.opt.get("also", ())]
+    if not token.allows(scope) and not any(token.allows(other) for other in also):
         raise PermissionDeniedException(f"this token lacks the {scope} scope")

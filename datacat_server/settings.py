@@ -103,6 +103,8 @@ class Settings:
     #: Empty: keep everything. Applied every ``retention_interval`` seconds.
     retention: str = ""
     retention_interval: float = 3600.0
+    #: Seconds between rounds of the automatic quarantine (projects that turned it on).
+    quarantine_interval: float = 60.0
     #: Requests a second per token (per address without one), and the burst allowed;
     #: 0 turns rate limiting off.
     rate_limit: float = 1000.0

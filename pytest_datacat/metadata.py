@@ -52,6 +52,9 @@ class RunEnvironment:
     python_implementation: str
     platform: str
     hostname: str
+    #: A pull/merge request's target branch and the merge base with it ("" if none).
+    base_branch: str = ""
+    base_commit: str = ""
 
 
 def _strip_ref(ref: str) -> str:
@@ -157,11 +160,33 @@ def git_info(root: Path) -> CodeVersion:
     return CodeVersion(commit, branch, None if status is None else bool(status))
 
 
-def collect_environment(root: Path, env: Mapping[str, str] | None = None) -> RunEnvironment:
+def base_of(root: Path, env: Mapping[str, str], base: str | None = None) -> tuple[str, str]:
+    """The branch a pull/merge request targets and the merge base with it: ``base``
+    (``--datacat-base``), else GitHub's ``GITHUB_BASE_REF`` or GitLab's merge request
+    target (with its ``CI_MERGE_REQUEST_DIFF_BASE_SHA``); the merge base from git when
+    the CI does not say it (``origin/BRANCH``, then ``BRANCH``; "" if git cannot tell,
+    e.g. a shallow clone)."""
+    branch = (
+        base or env.get("GITHUB_BASE_REF") or env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "")
+    )
+    if not branch:
+        return "", ""
+    commit = "" if base else env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA", "")
+    for ref in (f"origin/{branch}", branch):
+        if commit:
+            break
+        commit = _git(root, "merge-base", "HEAD", ref) or ""
+    return branch, commit
+
+
+def collect_environment(
+    root: Path, env: Mapping[str, str] | None = None, *, base: str | None = None
+) -> RunEnvironment:
     """CI variables win over git for commit and branch (CI checkouts are often detached)."""
     env = os.environ if env is None else env
     ci = ci_info(env)
     code = git_info(root)
+    base_branch, base_commit = base_of(root, env, base)
     return RunEnvironment(
         commit=ci.commit or code.commit,
         branch=ci.branch or code.branch,
@@ -173,6 +198,8 @@ def collect_environment(root: Path, env: Mapping[str, str] | None = None) -> Run
         # platform.platform() reads the interpreter's binary to find the libc (~20 ms).
         platform=f"{platform.system()}-{platform.release()}-{platform.machine()}",
         hostname=socket.gethostname(),
+        base_branch=base_branch,
+        base_commit=base_commit,
     )
 
 

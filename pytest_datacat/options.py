@@ -36,6 +36,11 @@ class Options:
     #: Seconds between liveness heartbeats (env DATACAT_HEARTBEAT_INTERVAL, default 15):
     #: a run killed without a word shows as crashed after 3 of them.
     heartbeat_interval: float = 15.0
+    #: The branch this run's failures are compared with (a pull request's target);
+    #: None: the CI's own (GitHub, GitLab), else the previous run of this branch.
+    base: str | None = None
+    #: Whether failures of quarantined tests leave the exit status alone.
+    quarantine: bool = False
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -99,7 +104,26 @@ def add_options(parser: pytest.Parser) -> None:
         help="captured output to keep: failed (default, truncated), all, none"
         " (env DATACAT_CAPTURE, ini datacat_capture).",
     )
+    group.addoption(
+        "--datacat-base",
+        default=None,
+        metavar="BRANCH",
+        help="compare this run's failures with this branch's runs, as for a pull"
+        " request into it (env DATACAT_BASE, ini datacat_base; default: the CI's pull"
+        " request target, else the previous run of this branch).",
+    )
+    group.addoption(
+        "--datacat-quarantine",
+        action="store_true",
+        default=None,
+        help="fetch the project's quarantined tests first: they still run and are"
+        " recorded, but their failures leave the exit status alone (env"
+        " DATACAT_QUARANTINE=1, ini datacat_quarantine = true). Without an answer from"
+        " the server in time, nothing is quarantined.",
+    )
     parser.addini("datacat", "record runs in DataCat (true/false)", type="bool", default=False)
+    parser.addini("datacat_base", "DataCat: the branch failures are compared with", default="")
+    parser.addini("datacat_quarantine", "DataCat: apply quarantine (true/false)", default="")
     parser.addini("datacat_url", "DataCat server URL", default="")
     parser.addini("datacat_token", "DataCat API token", default="")
     parser.addini("datacat_project", "DataCat project name", default="")
@@ -248,4 +272,17 @@ def resolve_options(config: pytest.Config, env: Mapping[str, str] | None = None)
         capture=_capture(sources.get("capture")),
         spool_dir=Path(spool) if spool else None,
         heartbeat_interval=_seconds(sources.env("DATACAT_HEARTBEAT_INTERVAL"), 15.0),
+        base=base.value.strip() if (base := sources.get("base")) is not None else None,
+        quarantine=_flag(sources.get("quarantine")),
     )
+
+
+def _flag(setting: _Setting | None) -> bool:
+    if setting is None:
+        return False
+    lowered = setting.value.strip().lower()
+    if lowered in _TRUE or lowered == "true":
+        return True
+    if lowered in _FALSE:
+        return False
+    raise setting.error("1, true, yes or on, or 0, false, no or off")

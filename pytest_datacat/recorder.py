@@ -71,6 +71,26 @@ def _guarded(method: Callable[P, R]) -> Callable[P, R | None]:
     return wrapper
 
 
+#: Longest waits for the server's quarantine list (at the start) and its classification
+#: of the run (at the end), in seconds (never more than the flush timeout).
+QUARANTINE_WAIT = 5.0
+CLASSIFICATION_WAIT = 3.0
+
+
+def selects_part(config: pytest.Config) -> bool:
+    """Whether the run selected only part of the suite: by keyword or marker, by the
+    last failures, deselected tests, stepwise, or named files and node ids."""
+    option = config.option
+    selecting = ("keyword", "markexpr", "lf", "stepwise", "deselect")
+    if any(getattr(option, name, None) for name in selecting):
+        return True
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    root = Path(str(config.rootpath))
+    whole = {root, *((root / path).resolve() for path in config.getini("testpaths") or ())}
+    return any("::" in arg or Path(arg).resolve() not in whole for arg in config.args)
+
+
 class Recorder:
     """Hooks that record one test run as one DataCat session."""
 
@@ -99,6 +119,15 @@ class Recorder:
         self._memory = ResidentMemory() if self._local else None
         self._items: dict[str, pytest.Item] = {}
         self._markers = MarkerNames()
+        #: Quarantine (``--datacat-quarantine``): the project's quarantined tests, as the
+        #: server said at the start (None: not asked, or no answer), and why not.
+        self.quarantined: frozenset[str] | None = None
+        self.quarantine_error: str | None = None
+        #: Tests whose final attempt failed (for quarantine and the exit status).
+        self.failed_nodeids: set[str] = set()
+        #: The server's classification of this run's failures (or why there is none).
+        self.classification: dict[str, Any] | None = None
+        self.classification_error: str | None = None
 
     # -- helpers --------------------------------------------------------------------
 
@@ -136,6 +165,8 @@ class Recorder:
             sender_options={"max_queue": 100_000, "linger": 1.0, "batch_size": 5000},
         )
         self._started = time.time()
+        if opts.quarantine:
+            self._fetch_quarantine()
         # git takes a few processes: gather it off the test run's critical path.
         self._metadata = threading.Thread(
             target=self._send_run_start, name="datacat-metadata", daemon=True
@@ -144,10 +175,25 @@ class Recorder:
         if self._runs_tests_here():
             self._watchdog = HangWatchdog(opts.hang_timeout, self._log_event).start()
 
+    def _fetch_quarantine(self) -> None:
+        """Ask for the project's quarantined tests, waiting a few seconds at most; with
+        no answer nothing is quarantined (a build never goes green for lack of one)."""
+        datacat = self.datacat
+        if datacat is None:
+            return
+        try:
+            found = datacat.client.quarantined(
+                self.options.project, timeout=min(QUARANTINE_WAIT, self.options.flush_timeout)
+            )
+        except Exception as exc:  # DatacatError mostly; anything else must not stop the run
+            self.quarantine_error = str(exc) or type(exc).__name__
+            return
+        self.quarantined = frozenset(str(entry.get("nodeid", "")) for entry in found)
+
     def _send_run_start(self) -> None:
         try:
             config = self.config
-            env = collect_environment(Path(str(config.rootpath)))
+            env = collect_environment(Path(str(config.rootpath)), base=self.options.base)
             plugins = sorted(
                 {
                     f"{dist.project_name}-{dist.version}"
@@ -172,6 +218,9 @@ class Recorder:
                 plugins=plugins,
                 args=[str(arg) for arg in config.invocation_params.args],
                 workers=workers if isinstance(workers, int) else 0,
+                partial=selects_part(config),
+                base_branch=env.base_branch,
+                base_commit=env.base_commit,
             )
         except Exception as exc:
             self.errors.append(f"run metadata: {type(exc).__name__}: {exc}")
@@ -263,6 +312,8 @@ class Recorder:
     def _record(self, fields: dict[str, Any]) -> None:
         self.results += 1
         outcome = fields["outcome"]
+        if (outcome == "failed" or outcome == "error") and fields.get("final", True):  # noqa: PLR1714
+            self.failed_nodeids.add(fields["nodeid"])
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         duration = fields["setup_duration"] + fields["call_duration"] + fields["teardown_duration"]
         self.highlights.add(
@@ -299,6 +350,9 @@ class Recorder:
             self._watchdog.stop()
         if self._metadata is not None:
             self._metadata.join(5.0)
+        if self._only_quarantined_failed(exitstatus):
+            # What the exit status would be without the quarantined tests' failures.
+            exitstatus = session.exitstatus = pytest.ExitCode.OK
         status, reason = run_status(exitstatus, session)
         counts = self._pytest_counts()
         duration = time.time() - self._started
@@ -317,6 +371,8 @@ class Recorder:
             # one none (see datacat_client._policy). Closing then spools what is left
             # at once, so that the summary below is final.
             delivered = self.datacat.flush(self.options.flush_timeout)
+            if delivered:
+                self._fetch_classification()
             self.datacat.close(timeout=0.0)
         self.summary = RunSummary.build(
             recorder=self,
@@ -328,6 +384,32 @@ class Recorder:
             # the server (up to the flush timeout when the server is slow)
             overhead=self.overhead + sent_before + (time.perf_counter() - finishing),
         )
+
+    def _only_quarantined_failed(self, exitstatus: int) -> bool:
+        quarantined = self.quarantined
+        return bool(
+            quarantined
+            and exitstatus == pytest.ExitCode.TESTS_FAILED
+            and self.failed_nodeids
+            and self.failed_nodeids <= quarantined
+        )
+
+    @property
+    def quarantined_failures(self) -> list[str]:
+        """The tests that failed and were quarantined."""
+        return sorted(self.failed_nodeids & (self.quarantined or frozenset()))
+
+    def _fetch_classification(self) -> None:
+        """The server's verdict on this run's failures, for the closing line."""
+        datacat = self.datacat
+        if datacat is None:
+            return
+        try:
+            self.classification = datacat.client.run_classification(
+                datacat.session_id, timeout=min(CLASSIFICATION_WAIT, self.options.flush_timeout)
+            )
+        except Exception as exc:
+            self.classification_error = str(exc) or type(exc).__name__
 
     def _pytest_counts(self) -> dict[str, int]:
         """The counts pytest itself prints (``3 passed, 1 failed, 2 subtests passed``)."""

@@ -7,7 +7,8 @@ import heapq
 import os
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from datacat_client import default_spool_dir
 
@@ -17,6 +18,21 @@ if TYPE_CHECKING:
 __all__ = ["Highlights", "RunSummary"]
 
 _ORDER = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+#: How the closing line names the classification's counts (key, one, many).
+_VERDICTS = (
+    ("new", "new failure", "new failures"),
+    ("new_test", "new test failing", "new tests failing"),
+    ("known_flaky", "known flaky", "known flaky"),
+    ("already_failing", "already failing", "already failing"),
+    ("fixed", "fixed", "fixed"),
+)
+#: Headings of the step summary's failure lists, most actionable first.
+_SECTIONS = (
+    ("new", "New failures"),
+    ("new_test", "New tests failing"),
+    ("already_failing", "Already failing"),
+    ("known_flaky", "Known flaky"),
+)
 
 
 @dataclasses.dataclass
@@ -85,6 +101,15 @@ class RunSummary:
     overhead: float
     errors: list[str]
     highlights: Highlights
+    #: The server's classification of the failures (`GET .../classification`), or None
+    #: with why it is missing.
+    classification: dict[str, Any] | None = None
+    classification_error: str | None = None
+    #: ``--datacat-quarantine``: asked for, why it was not applied, and the quarantined
+    #: tests that failed (their failures left the exit status alone).
+    quarantine: bool = False
+    quarantine_error: str | None = None
+    quarantined_failures: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def build(
@@ -120,6 +145,11 @@ class RunSummary:
             overhead=overhead,
             errors=list(recorder.errors),
             highlights=recorder.highlights,
+            classification=recorder.classification,
+            classification_error=recorder.classification_error,
+            quarantine=recorder.options.quarantine,
+            quarantine_error=recorder.quarantine_error,
+            quarantined_failures=recorder.quarantined_failures,
         )
 
     def _counts_text(self) -> str:
@@ -145,6 +175,10 @@ class RunSummary:
             parts.append(
                 f"{self.results} results, not all confirmed by the server before the flush timeout"
             )
+        if self.delivered and (verdict := self._verdict()):
+            parts.append(verdict)
+        if self.quarantine:
+            parts.append(self._quarantine_text())
         if self.leftovers_sent:
             parts.append(f"sent {self.leftovers_sent} records spooled by earlier runs")
         if self.lost:
@@ -153,6 +187,30 @@ class RunSummary:
         if self.errors:
             parts.append(f"{len(self.errors)} plugin errors (first: {self.errors[0][:120]})")
         return " · ".join(parts)
+
+    def _verdict(self) -> str:
+        """``2 new failures, 1 known flaky, 3 already failing, 1 fixed``."""
+        if self.classification is None:
+            if self.classification_error is None:
+                return ""
+            return f"classification unavailable ({self.classification_error[:80]})"
+        counts = self.classification.get("counts", {})
+        parts = []
+        for key, one, many in _VERDICTS:
+            number = int(counts.get(key, 0))
+            if number:
+                parts.append(f"{number} {one if number == 1 else many}")
+        return ", ".join(parts)
+
+    def _quarantine_text(self) -> str:
+        if self.quarantine_error is not None:
+            return f"quarantine not applied ({self.quarantine_error[:80]})"
+        number = len(self.quarantined_failures)
+        if not number:
+            return "no quarantined test failed"
+        return (
+            f"{number} quarantined test{'s' if number != 1 else ''} failed (not failing the build)"
+        )
 
     @property
     def why(self) -> str:
@@ -182,7 +240,16 @@ class RunSummary:
             )
         else:
             lines.append("The DataCat server did not confirm this run's records in time.")
-        if self.highlights.failures:
+        if self.quarantine:
+            lines += ["", self._quarantine_text().capitalize() + "."]
+            lines += [
+                f"- `{_md(nodeid)}` (quarantined)" for nodeid in self.quarantined_failures[:20]
+            ]
+        if self.classification is not None:
+            lines += self._classified_markdown()
+        elif self.highlights.failures:
+            if self.classification_error:
+                lines += ["", f"Classification unavailable: {_md(self.classification_error)}"]
             lines += ["", f"**Failures ({self.highlights.failure_count})**", ""]
             lines += [
                 f"- `{_md(nodeid)}`: {_md(message)}" for nodeid, message in self.highlights.failures
@@ -192,6 +259,39 @@ class RunSummary:
             lines += ["", "**Slowest tests**", "", "| test | seconds |", "| --- | ---: |"]
             lines += [f"| `{_md(nodeid)}` | {seconds:.2f} |" for seconds, nodeid in slowest]
         return "\n".join(lines) + "\n"
+
+    def _classified_markdown(self) -> list[str]:
+        """The failures by category, new ones first, each with its message and a link."""
+        assert self.classification is not None
+        failures = self.classification.get("failures", [])
+        lines: list[str] = []
+        for key, heading in _SECTIONS:
+            group = [f for f in failures if f.get("category") == key]
+            if not group:
+                continue
+            lines += [
+                "",
+                f"**{heading} ({self.classification['counts'].get(key, len(group))})**",
+                "",
+            ]
+            for failure in group[:20]:
+                nodeid = str(failure.get("nodeid", ""))
+                link = f"{self.url}/tests?nodeid={quote(nodeid)}"
+                text = f"- [`{_md(nodeid)}`]({link})"
+                message = failure.get("message")
+                if message:
+                    kind = failure.get("exc_type")
+                    text += f": {_md((kind + ': ' if kind else '') + str(message))[:200]}"
+                if key == "already_failing" and failure.get("since"):
+                    text += f" (failing since {failure['since'][:16].replace('T', ' ')}"
+                    commit = failure.get("since_commit")
+                    text += f", commit `{commit[:10]}`)" if commit else ")"
+                lines.append(text)
+        fixed = self.classification.get("fixed", [])
+        if fixed:
+            lines += ["", f"**Fixed ({len(fixed)})**", ""]
+            lines += [f"- `{_md(nodeid)}`" for nodeid in fixed[:20]]
+        return lines
 
     def write_github_step_summary(self) -> None:
         target = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -74,6 +74,11 @@ class Store:
         """`write` for code that is not on an event loop."""
         return self.writer.submit(records, dedupe=dedupe, result_columns=result_columns).result()
 
+    async def maintain(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        """Run a change that is not records (``fn(cursor)``) in the writer's thread, in a
+        transaction of its own; returns ``fn``'s result once committed."""
+        return await asyncio.wrap_future(self.writer.maintain(fn))
+
     def apply_retention(
         self, policy: RetentionPolicy, *, now: dt.datetime | None = None
     ) -> RetentionResult:

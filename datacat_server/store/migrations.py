@@ -123,6 +123,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a run's base: a pull request's target branch",
         tables.RUNS.add_columns("base_branch", "base_commit"),
     ),
+    Migration(5, "quarantine", tuple(table.ddl() for table in tables.QUARANTINE_TABLES)),
 )
 
 

@@ -30,6 +30,10 @@ __all__ = [
     "DURATION_BUCKETS",
     "EVENT_LOG",
     "METRIC_LOG",
+    "QUARANTINE",
+    "QUARANTINE_LOG",
+    "QUARANTINE_POLICY",
+    "QUARANTINE_TABLES",
     "RESULTS",
     "RESULT_DETAILS",
     "ROLLUP_STATE",
@@ -561,3 +565,51 @@ ROLLUP_STATE = Table(
 
 #: Tables the writer derives from the base tables.
 DERIVED: tuple[Table, ...] = (TEST_ROLLUPS, DURATION_BUCKETS, ROLLUP_STATE)
+
+
+# -- quarantine: tests whose failures do not fail a build (store/quarantine.py) ----------
+
+QUARANTINE = Table(
+    "quarantine",
+    (
+        Column("project", "VARCHAR", nullable=False, source=_K),
+        Column("nodeid", "VARCHAR", nullable=False, source=_K, limit=_NODEID),
+        Column("mode", "VARCHAR", nullable=False, source=_K, doc="manual or auto."),
+        Column("reason", "VARCHAR", nullable=False, source=_K, limit=_TEXT),
+        Column("since", "TIMESTAMP", nullable=False, source=_K),
+        Column("who", "VARCHAR", nullable=False, source=_K, doc="The token's name, or datacat."),
+    ),
+    "The tests in quarantine now: one row per project and test.",
+)
+
+QUARANTINE_LOG = Table(
+    "quarantine_log",
+    (
+        Column("project", "VARCHAR", nullable=False, source=_K),
+        Column("nodeid", "VARCHAR", nullable=False, source=_K),
+        Column("action", "VARCHAR", nullable=False, source=_K, doc="add or remove."),
+        Column("mode", "VARCHAR", nullable=False, source=_K),
+        Column("reason", "VARCHAR", nullable=False, source=_K),
+        Column("who", "VARCHAR", nullable=False, source=_K),
+        Column("changed_at", "TIMESTAMP", nullable=False, source=_K),
+    ),
+    "Every change to the quarantine: who, why, when.",
+)
+
+QUARANTINE_POLICY = Table(
+    "quarantine_policy",
+    (
+        Column("project", "VARCHAR", nullable=False, source=_K),
+        Column("auto", "BOOLEAN", nullable=False, source=_K, doc="Quarantine flaky tests."),
+        Column(
+            "release_after",
+            "INTEGER",
+            nullable=False,
+            source=_K,
+            doc="An automatic quarantine ends after this many passes in a row.",
+        ),
+    ),
+    "Per project: whether the flaky rule quarantines tests by itself.",
+)
+
+QUARANTINE_TABLES: tuple[Table, ...] = (QUARANTINE, QUARANTINE_LOG, QUARANTINE_POLICY)

@@ -22,6 +22,7 @@ Client = TestClient  # type: ignore[type-arg]
 INGEST = "ingest-token-0123456789abcdef"
 READ = "read-token-0123456789abcdef00"
 ADMIN = "admin-token-0123456789abcdef0"
+QUARANTINE = "quarantine-token-0123456789ab"
 
 #: Routes anyone may call: liveness, the dashboard's login, its static files.
 PUBLIC = re.compile(r"^(/health|/login|/logout|/static(/.*)?)$")
@@ -29,7 +30,9 @@ PUBLIC = re.compile(r"^(/health|/login|/logout|/static(/.*)?)$")
 
 @pytest.fixture
 def tokens() -> TokenSet:
-    return load_tokens({"DATACAT_TOKENS": f"ingest:{INGEST},read:{READ},admin:{ADMIN}"})
+    return load_tokens(
+        {"DATACAT_TOKENS": f"ingest:{INGEST},read:{READ},admin:{ADMIN},quarantine:{QUARANTINE}"}
+    )
 
 
 @pytest.fixture
@@ -66,8 +69,13 @@ def _scope(method: str, handler: Any) -> Scope:
     return Scope.READ if method == "GET" else Scope.INGEST
 
 
-def _wrong_token(scope: Scope) -> str:
-    return {Scope.READ: INGEST, Scope.INGEST: READ, Scope.ADMIN: READ}[scope]
+def _wrong_token(scope: Scope, also: list[str]) -> str:
+    """A token that has neither the route's scope nor the one it also takes."""
+    if also:
+        return QUARANTINE
+    return {Scope.READ: INGEST, Scope.INGEST: READ, Scope.ADMIN: READ, Scope.QUARANTINE: READ}[
+        scope
+    ]
 
 
 def test_every_route_but_the_public_ones_is_401_without_a_token_and_403_with_the_wrong_scope(
@@ -85,7 +93,9 @@ def test_every_route_but_the_public_ones_is_401_without_a_token_and_403_with_the
         unknown = client.request(method, path, headers=_bearer("x" * 32))
         assert unknown.status_code == 401, (method, path)
         scope = _scope(method, handler)
-        wrong = client.request(method, path, headers=_bearer(_wrong_token(scope)))
+        route_handler = handler[0] if isinstance(handler, tuple) else handler
+        wrong_token = _wrong_token(scope, route_handler.opt.get("also", []))
+        wrong = client.request(method, path, headers=_bearer(wrong_token))
         assert wrong.status_code == 403, (method, path, scope, wrong.status_code)
         assert f"lacks the {scope} scope" in wrong.text  # JSON for the API, HTML for pages
         checked += 1

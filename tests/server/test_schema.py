@@ -13,7 +13,9 @@ from datacat_server.limits import field_rules
 from datacat_server.store import Store
 from datacat_server.store.kinds import KINDS
 from datacat_server.store.migrations import MIGRATIONS, apply_migrations
-from datacat_server.store.tables import TABLES, Column, Source, Table
+from datacat_server.store.tables import DERIVED, QUARANTINE_TABLES, TABLES, Column, Source, Table
+
+ALL_TABLES = (*TABLES, *DERIVED, *QUARANTINE_TABLES)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, bool]]:
@@ -29,14 +31,14 @@ def _declared(table: Table) -> list[tuple[str, str, bool]]:
     return [(c.name, c.info_type, c.nullable) for c in table]
 
 
-@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_the_migrations_build_every_table_as_it_is_described(table: Table, tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
     apply_migrations(con)
     assert _columns(con, table.name) == _declared(table)
 
 
-@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_a_table_created_from_its_description_is_the_same(table: Table) -> None:
     con = duckdb.connect()
     con.execute(
@@ -76,7 +78,7 @@ def test_a_database_of_the_first_release_is_migrated_and_keeps_its_rows(
             ("2026-01-01 10:00:01",)
         ]
         assert cur.execute("SELECT unit, kind FROM metric_log").fetchall() == []
-        for table in TABLES:
+        for table in ALL_TABLES:
             assert _columns(cur, table.name) == _declared(table), table.name
     finally:
         store.close()
