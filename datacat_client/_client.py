@@ -8,6 +8,7 @@ seed service's client, names and arguments kept; for logging from a running prog
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -35,6 +36,37 @@ def format_tags(tags: Sequence[object] | Mapping[str, object] | None) -> list[st
     if isinstance(tags, str):
         return [tags]
     return [tag if type(tag) is str else str(tag) for tag in tags]
+
+
+def _json(request: Request, response: Response) -> Any:
+    """A 2xx answer's JSON (``{}`` when empty); an error answer raised as `APIError`."""
+    raise_for_status(response)
+    if not response.content:
+        return {}
+    try:
+        return msgspec.json.decode(response.content)
+    except msgspec.DecodeError as exc:
+        raise DatacatError(
+            f"{request.method} {request.path}: the answer is not JSON: {exc}"
+        ) from exc
+
+
+def _form_data(files: Sequence[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """``multipart/form-data`` with each file as a part named ``file``; and its type."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, content in files:
+        filename = (
+            name.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+        )
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
+            f' filename="{filename}"\r\nContent-Type: application/xml\r\n\r\n'.encode()
+            + content
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def _no_such_route(response: Response) -> bool:
@@ -97,14 +129,7 @@ class DatacatClient:
         content = None if body is None else wire.encode(body)
         wait = self.timeout if timeout is None else timeout
         request = Request(method, path, content, params, wait)
-        response = self.transport.handle_request(request)
-        raise_for_status(response)
-        if not response.content:
-            return {}
-        try:
-            return msgspec.json.decode(response.content)
-        except msgspec.DecodeError as exc:
-            raise DatacatError(f"{method} {path}: the answer is not JSON: {exc}") from exc
+        return _json(request, self.transport.handle_request(request))
 
     @staticmethod
     def _path(session_id: str, tail: str = "") -> str:
@@ -207,6 +232,69 @@ class DatacatClient:
         path = f"/api/runs/{quote(run_id, safe='')}/classification"
         answer: dict[str, Any] = self._call("GET", path, timeout=timeout)
         return answer
+
+    def add_to_quarantine(self, project: str, nodeid: str, reason: str = "") -> bool:
+        """Put a test in quarantine (a token with the quarantine scope); False if it was."""
+        body = {"project": project, "nodeid": nodeid, "reason": reason}
+        return bool(self._call("POST", "/api/quarantine", body).get("changed"))
+
+    def remove_from_quarantine(self, project: str, nodeid: str, reason: str = "") -> bool:
+        """Take a test out of quarantine; False if it was not in."""
+        body = {"project": project, "nodeid": nodeid, "reason": reason}
+        return bool(self._call("POST", "/api/quarantine/remove", body).get("changed"))
+
+    def quarantine_log(self, project: str, nodeid: str | None = None) -> list[dict[str, Any]]:
+        """Every change to the project's (or one test's) quarantine, newest first."""
+        params = {"project": project, **({"nodeid": nodeid} if nodeid else {})}
+        answer = self._call("GET", "/api/quarantine/log", params=params)
+        if not isinstance(answer, list):
+            raise DatacatError(
+                f"GET /api/quarantine/log: expected a list, got {type(answer).__name__}"
+            )
+        return answer
+
+    def apply_retention(
+        self, days: float | None = None, project: str | None = None, *, timeout: float = 600.0
+    ) -> dict[str, Any]:
+        """Delete old data (an admin token): the server's policy, or ``days`` (of
+        ``project`` only, if given). ``{"sessions": n, "rows": {table: n}}``."""
+        body = None if days is None else {"days": days, "project": project}
+        answer: dict[str, Any] = self._call("POST", "/api/admin/retention", body, timeout=timeout)
+        return answer
+
+    def sql(
+        self, sql: str, *, max_rows: int | None = None, fmt: str = "json", timeout: float = 120.0
+    ) -> Any:
+        """Run one read-only SQL statement: the JSON result (``columns``, ``types``,
+        ``rows``, ``truncated``), or the bytes of a ``csv`` or ``parquet`` answer."""
+        body = {"sql": sql, "max_rows": max_rows}
+        params = None if fmt == "json" else {"format": fmt}
+        request = Request("POST", "/api/sql", wire.encode(body), params, timeout)
+        response = self.transport.handle_request(request)
+        if fmt == "json":
+            return _json(request, response)
+        raise_for_status(response)
+        return response.content
+
+    def import_junit(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        project: str,
+        branch: str | None = None,
+        commit: str | None = None,
+        labels: Sequence[str] = (),
+        timeout: float = 600.0,
+    ) -> tuple[int, dict[str, Any]]:
+        """Import JUnit XML files (name, content) as one run; the status (201 new, 200
+        already imported, 207 a file was cut short) and the answer."""
+        body, content_type = _form_data(files)
+        params: dict[str, Any] = {"project": project, "label": list(labels)}
+        params.update({k: v for k, v in (("branch", branch), ("commit", commit)) if v})
+        request = Request("POST", "/api/import/junit", body, params, timeout, content_type)
+        response = self.transport.handle_request(request)
+        answer = _json(request, response)
+        return response.status, answer if isinstance(answer, dict) else {}
 
     def quarantined(self, project: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """The tests of ``project`` in quarantine now (``nodeid``, ``reason``, ``since``)."""

@@ -61,11 +61,15 @@ class Request:
     params: Mapping[str, Any] | None = None
     #: Seconds to wait for the answer; None: the transport's default.
     timeout: float | None = None
+    #: The body's media type.
+    content_type: str = _JSON
 
     @property
     def target(self) -> str:
-        """The path with its query string."""
-        return f"{self.path}?{urlencode(self.params)}" if self.params else self.path
+        """The path with its query string (a list value repeats its key)."""
+        if not self.params:
+            return self.path
+        return f"{self.path}?{urlencode(self.params, doseq=True)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +245,7 @@ class HttpTransport:
         target = self._prefix + request.target
         headers = dict(self._headers)
         if request.body is not None:
-            headers["Content-Type"] = _JSON
+            headers["Content-Type"] = request.content_type
         for attempt in (1, 2):
             conn, reused = self._acquire(timeout)
             try:

@@ -6,7 +6,7 @@
   one run, numbered so that importing the same files again stores nothing;
 - `export_run` (``export.py``) writes a stored run, pytest's included, as JUnit XML.
 
-The API (``api/junit.py``) and ``datacat import junit`` (``junit_cli.py``) use them.
+The API (``api/junit.py``) and ``datacat import junit`` (``commands/import_junit.py``) use them.
 """
 
 from __future__ import annotations

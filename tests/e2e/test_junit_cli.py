@@ -88,11 +88,11 @@ def test_refusals_and_usage_errors_say_why(live_server: ServerProcess, tmp_path:
         "import", "junit", str(DATA / "billion-laughs.xml"), "--url", url, "--project", "p"
     )
     assert bomb.returncode == 1
-    assert f"datacat import junit: 400: {DATA}/billion-laughs.xml is refused" in bomb.stderr
+    assert f"datacat import junit: HTTP 400: {DATA}/billion-laughs.xml is refused" in bomb.stderr
     nowhere = f"http://127.0.0.1:{free_port()}"
     down = datacat("import", "junit", str(SUREFIRE[0]), "--url", nowhere, "--project", "p")
     assert down.returncode == 1
-    assert f"no server answers at {nowhere}" in down.stderr
+    assert f"cannot connect to {nowhere}" in down.stderr
     assert httpx.get(f"{url}/api/runs").json() == []
 
 

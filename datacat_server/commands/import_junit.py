@@ -1,7 +1,7 @@
 """``datacat import junit``: send JUnit XML files to a DataCat server as one run.
 
 The server reads the files (``POST /api/import/junit``), so this needs the base install
-only (httpx); nothing here imports a server dependency.
+only; nothing here imports a server dependency.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+from datacat_server.commands._common import add_server_options, client, fail
+
+__all__ = ["register", "run"]
 
 _EPILOG = """examples:
   gotestsum --junitfile report.xml ./...
@@ -28,7 +30,7 @@ Importing the same files again stores nothing: it says which run they already ar
 """
 
 
-def add_parser(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``import`` (with its ``junit`` format) to the ``datacat`` command."""
     command = subparsers.add_parser(
         "import",
@@ -46,10 +48,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     junit.add_argument("files", nargs="+", metavar="FILE", help="JUnit XML files")
-    junit.add_argument(
-        "--url", default=None, help="server URL (default: DATACAT_URL, else http://127.0.0.1:8080)"
-    )
-    junit.add_argument("--token", default=None, help="API token (default: DATACAT_TOKEN)")
+    add_server_options(junit, scope="ingest")
     junit.add_argument(
         "--project",
         default=None,
@@ -67,11 +66,6 @@ def add_parser(subparsers: Any) -> None:
     junit.set_defaults(func=run)
 
 
-def _fail(message: str, status: int = 1) -> int:
-    sys.stderr.write(f"datacat import junit: {message}\n")
-    return status
-
-
 def _summary(answer: dict[str, Any], base_url: str) -> str:
     counts = answer.get("counts") or {}
     shown = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
@@ -87,42 +81,26 @@ def _summary(answer: dict[str, Any], base_url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Send the files; 0 when every file was read to its end and stored."""
-    import httpx
-
-    from datacat_client._config import resolve_base_url, resolve_token
+    from datacat_client import DatacatError
 
     project = args.project or os.environ.get("DATACAT_PROJECT")
     if not project:
-        return _fail("--project is required (or DATACAT_PROJECT)", 2)
+        return fail("import junit", "--project is required (or DATACAT_PROJECT)", 2)
     files = []
     for name in args.files:
         try:
-            files.append(("file", (name, Path(name).read_bytes(), "application/xml")))
+            files.append((name, Path(name).read_bytes()))
         except OSError as exc:
-            return _fail(f"cannot read {name}: {exc.strerror or exc}", 2)
-    base_url = resolve_base_url(args.url)
-    token = resolve_token(args.token)
-    params: dict[str, str | list[str]] = {"project": project, "label": args.label}
-    params.update({key: value for key in ("branch", "commit") if (value := getattr(args, key))})
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return fail("import junit", f"cannot read {name}: {exc.strerror or exc}", 2)
     try:
-        answer = httpx.post(
-            f"{base_url}/api/import/junit",
-            files=files,
-            params=params,
-            headers=headers,
-            timeout=600,
-        )
-    except httpx.TransportError as exc:
-        return _fail(f"no server answers at {base_url}: {exc}")
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    if answer.status_code not in (200, 201, 207) or not isinstance(body, dict):
-        detail = body.get("detail") if isinstance(body, dict) else None
-        return _fail(f"{answer.status_code}: {detail or answer.text[:500]}")
-    sys.stdout.write(_summary(body, base_url) + "\n")
-    for error in body.get("errors") or []:
-        _fail(error)
-    return 1 if body.get("errors") else 0
+        with client(args, timeout=600.0) as api:
+            _, answer = api.import_junit(
+                files, project=project, branch=args.branch, commit=args.commit, labels=args.label
+            )
+            base_url = api.base_url
+    except DatacatError as exc:
+        return fail("import junit", str(exc))
+    sys.stdout.write(_summary(answer, base_url) + "\n")
+    for error in answer.get("errors") or []:
+        fail("import junit", error)
+    return 1 if answer.get("errors") else 0
