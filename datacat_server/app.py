@@ -34,6 +34,7 @@ from datacat_server.auth import TokenSet, guard
 from datacat_server.errors import DatacatServerError
 from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
+from datacat_server.sqlpool.pool import open_sql_pool
 from datacat_server.store import Store, open_store
 from datacat_server.store.retention import RetentionPolicy
 
@@ -63,6 +64,7 @@ def create_app(
         owned = store is None
         opened = store or open_store(settings)
         app.state.store = opened
+        app.state.sql = sql = open_sql_pool(opened, settings)
         task = (
             asyncio.create_task(_retain(opened, retention, settings.retention_interval))
             if retention.active
@@ -73,6 +75,7 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            await sql.close()
             if owned:
                 opened.close()
 

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from datacat_server.limits import Limits
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "parse_bytes"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(text: str, name: str = "a size") -> int:
+    """``"2GB"``, ``"512MiB"``, ``"1.5 GB"`` or a plain number of bytes, as bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{name} must be a size such as 2GB or 512MiB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -65,6 +78,18 @@ class Settings:
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
     sql_max_rows: int = 10_000
     sql_timeout: float = 10.0
+    #: People's SQL runs in worker processes over a read-only snapshot of the data
+    #: (`datacat_server.sqlpool`): how many workers, how many queries may wait for one
+    #: (503 beyond), the address space and CPU seconds of a query's worker, the bytes an
+    #: answer may carry, how often the snapshot may be refreshed (seconds; more rarely
+    #: when copying is slow), and where snapshots live (default: ``<db>.snapshots``).
+    sql_workers: int = 2
+    sql_queue: int = 8
+    sql_worker_memory: str = "2GB"
+    sql_cpu_seconds: float = 10.0
+    sql_max_bytes: int = 10_000_000
+    sql_snapshot_interval: float = 5.0
+    sql_snapshot_dir: Path | None = None
     #: Keep data for this many days, overall and per project: "30", "30,demo=7".
     #: Empty: keep everything. Applied every ``retention_interval`` seconds.
     retention: str = ""
@@ -91,11 +116,21 @@ class Settings:
             "max_tags",
             "max_labels",
             "sql_max_rows",
+            "sql_workers",
+            "sql_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DATACAT_{name.upper()} must be at least 1")
         if self.max_head_bytes < 4096:
             raise ValueError("DATACAT_MAX_HEAD_BYTES must be at least 4096: browsers send more")
+        if self.sql_queue < 0:
+            raise ValueError("DATACAT_SQL_QUEUE must be 0 or more")
+        if self.sql_timeout <= 0 or self.sql_cpu_seconds <= 0:
+            raise ValueError("DATACAT_SQL_TIMEOUT and DATACAT_SQL_CPU_SECONDS must be positive")
+        if self.sql_snapshot_interval < 0:
+            raise ValueError("DATACAT_SQL_SNAPSHOT_INTERVAL must be 0 or more")
+        if parse_bytes(self.sql_worker_memory, "DATACAT_SQL_WORKER_MEMORY") < 256 * 2**20:
+            raise ValueError("DATACAT_SQL_WORKER_MEMORY must be at least 256MB")
         if self.rate_limit < 0:
             raise ValueError("DATACAT_RATE_LIMIT must be 0 (off) or a positive number")
         if self.rate_limit > 0 and self.rate_burst < 1:
@@ -138,6 +173,13 @@ class Settings:
             "memory_limit": env.get("DATACAT_MEMORY_LIMIT") or "2GB",
             "sql_max_rows": _env_int(env, "DATACAT_SQL_MAX_ROWS", 10_000),
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
+            "sql_workers": _env_int(env, "DATACAT_SQL_WORKERS", 2),
+            "sql_queue": _env_int(env, "DATACAT_SQL_QUEUE", 8),
+            "sql_worker_memory": env.get("DATACAT_SQL_WORKER_MEMORY") or "2GB",
+            "sql_cpu_seconds": _env_float(env, "DATACAT_SQL_CPU_SECONDS", 10.0),
+            "sql_max_bytes": _env_int(env, "DATACAT_SQL_MAX_BYTES", 10_000_000),
+            "sql_snapshot_interval": _env_float(env, "DATACAT_SQL_SNAPSHOT_INTERVAL", 5.0),
+            "sql_snapshot_dir": env.get("DATACAT_SQL_SNAPSHOT_DIR") or None,
             "retention": env.get("DATACAT_RETENTION_DAYS") or "",
             "retention_interval": _env_float(env, "DATACAT_RETENTION_INTERVAL", 3600.0),
             "rate_limit": _env_float(env, "DATACAT_RATE_LIMIT", 1000.0),
@@ -148,4 +190,6 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:
             values["db_path"] = Path(str(values["db_path"]))
+        if values.get("sql_snapshot_dir") is not None:
+            values["sql_snapshot_dir"] = Path(str(values["sql_snapshot_dir"]))
         return cls(**values)  # type: ignore[arg-type]

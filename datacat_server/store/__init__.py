@@ -28,8 +28,14 @@ class Store:
         heartbeat_grace: float = 3.0,
         soft_flush_interval: float = 0.5,
         memory_limit: str = "2GB",
+        snapshot_dir: Path | None = None,
     ) -> None:
-        self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
+        self.db = Database(
+            path,
+            heartbeat_grace=heartbeat_grace,
+            memory_limit=memory_limit,
+            snapshot_dir=snapshot_dir,
+        )
         try:
             self.writer = Writer(self.db, soft_flush_interval=soft_flush_interval)
         except Exception:
@@ -72,4 +78,5 @@ def open_store(settings: Settings) -> Store:
         heartbeat_grace=settings.heartbeat_grace,
         soft_flush_interval=settings.soft_flush_interval,
         memory_limit=settings.memory_limit,
+        snapshot_dir=settings.sql_snapshot_dir,
     )
