@@ -124,7 +124,7 @@ class _View:
             return protocol.Failed(f"cannot open the data: {exc}", "error")
         return protocol.Opened()
 
-    def _config(self) -> dict[str, str | int | bool]:
+    def _config(self) -> dict[str, str | bool | int | float | list[str]]:
         # In this order: DuckDB 2.0 refuses temp_directory when it comes first.
         return {
             "enable_external_access": False,
@@ -167,7 +167,9 @@ class _View:
         )
 
 
-def _verify(con: duckdb.DuckDBPyConnection, config: dict[str, str | int | bool]) -> None:
+def _verify(
+    con: duckdb.DuckDBPyConnection, config: dict[str, str | bool | int | float | list[str]]
+) -> None:
     """Refuse to run anything unless DuckDB took every setting as asked."""
     wanted = {k: v for k, v in config.items() if k != "memory_limit"}
     rows = con.execute(
