@@ -85,7 +85,7 @@ class Settings:
     #: when copying is slow), and where snapshots live (default: ``<db>.snapshots``).
     sql_workers: int = 2
     sql_queue: int = 8
-    sql_worker_memory: str = "2GB"
+    sql_worker_memory: str = "3GB"
     sql_cpu_seconds: float = 10.0
     sql_max_bytes: int = 10_000_000
     sql_snapshot_interval: float = 5.0
@@ -175,7 +175,7 @@ class Settings:
             "sql_timeout": _env_float(env, "DATACAT_SQL_TIMEOUT", 10.0),
             "sql_workers": _env_int(env, "DATACAT_SQL_WORKERS", 2),
             "sql_queue": _env_int(env, "DATACAT_SQL_QUEUE", 8),
-            "sql_worker_memory": env.get("DATACAT_SQL_WORKER_MEMORY") or "2GB",
+            "sql_worker_memory": env.get("DATACAT_SQL_WORKER_MEMORY") or "3GB",
             "sql_cpu_seconds": _env_float(env, "DATACAT_SQL_CPU_SECONDS", 10.0),
             "sql_max_bytes": _env_int(env, "DATACAT_SQL_MAX_BYTES", 10_000_000),
             "sql_snapshot_interval": _env_float(env, "DATACAT_SQL_SNAPSHOT_INTERVAL", 5.0),

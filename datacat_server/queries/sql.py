@@ -153,8 +153,12 @@ class QueryResult:
         return rows
 
 
-def check_statement(sql: str) -> None:
-    """Raise `SqlRefused` unless ``sql`` is one read-only statement that may run here."""
+def check_statement(sql: str, cursor: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Raise `SqlRefused` unless ``sql`` is one read-only statement that may run here.
+
+    Parsing runs on ``cursor`` when given (it runs no query), else on a private
+    in-memory database.
+    """
     if not sql.strip():
         raise SqlRefused("no SQL given")
     if len(sql) > MAX_SQL_CHARS:
@@ -170,7 +174,7 @@ def check_statement(sql: str) -> None:
     query = statement.query
     if kind == duckdb.StatementType.EXPLAIN:
         query = _explained(query)
-    _check_names(query)
+    _check_names(query, cursor)
 
 
 def _one_statement(sql: str) -> duckdb.Statement:
@@ -202,8 +206,8 @@ def _explained(query: str) -> str:
     return statements[0].query
 
 
-def _check_names(query: str) -> None:
-    tree = json.loads(_serialized(query))
+def _check_names(query: str, cursor: duckdb.DuckDBPyConnection | None) -> None:
+    tree = json.loads(_serialized(query, cursor))
     if tree.get("error"):
         raise SqlRefused(f"this statement cannot be checked: {tree.get('error_message', '')}")
     for kind, name in _names(tree):
@@ -257,15 +261,16 @@ def _parser() -> duckdb.DuckDBPyConnection:
     )
 
 
-def _serialized(query: str) -> str:
+def _serialized(query: str, cur: duckdb.DuckDBPyConnection | None) -> str:
     """``json_serialize_sql(query)``: the statement's parse tree as JSON (runs nothing)."""
-    cur: duckdb.DuckDBPyConnection | None = getattr(_parser_local, "cursor", None)
+    if cur is None:
+        cur = getattr(_parser_local, "cursor", None)
     if cur is None:
         with _parser_lock:
             cur = _parser().cursor()
         _parser_local.cursor = cur
-    row = cur.execute("SELECT json_serialize_sql($1)", [query]).fetchone()
-    return str(row[0]) if row else "{}"
+    rows = cur.execute("SELECT json_serialize_sql($1)", [query]).fetchall()
+    return str(rows[0][0]) if rows else "{}"
 
 
 def _execute(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -286,7 +291,7 @@ def run_readonly(
     """Check ``sql`` and run it on ``cursor`` (dedicated to it), read-only and bounded."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    check_statement(sql)
+    check_statement(sql, cursor)
     timer = threading.Timer(timeout, cursor.interrupt)
     started = time.perf_counter()
     cursor.execute("BEGIN TRANSACTION READ ONLY")

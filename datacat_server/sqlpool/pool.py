@@ -66,7 +66,7 @@ class PoolConfig:
     #: Queries that may wait for a worker; more are refused (503).
     queue: int = 8
     #: Address space of one worker, in bytes.
-    memory: int = 2 * 2**30
+    memory: int = 3 * 10**9
     threads: int = 1
     timeout: float = 10.0
     cpu_seconds: float = 10.0
@@ -169,12 +169,16 @@ class SqlPool:
             cpu_seconds=self.config.cpu_seconds,
         )
         view = await self._view()
-        worker = await self._acquire()
+        self.source.hold(view)  # not deleted while this query waits for a worker
         try:
-            reply = await self._ask(worker, view, query)
-        except BaseException:
-            self._discard(worker)
-            raise
+            worker = await self._acquire()
+            try:
+                reply = await self._ask(worker, view, query)
+            except BaseException:
+                self._discard(worker)
+                raise
+        finally:
+            self.source.release(view)
         if isinstance(reply, protocol.Answer) and reply.retire:
             self._discard(worker)
         else:
@@ -406,6 +410,11 @@ class SqlPool:
         return self._home
 
     # -- state ---------------------------------------------------------------------
+
+    @property
+    def home(self) -> Path | None:
+        """The empty directory workers run in (None before the first worker)."""
+        return self._home
 
     def describe(self) -> dict[str, object]:
         """The pool's state for ``/health``."""

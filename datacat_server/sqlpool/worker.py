@@ -5,7 +5,8 @@ process whose limits the operating system enforces. Before it reads its first re
 it moves into an empty directory and limits itself:
 
 - ``RLIMIT_AS``: its address space (``--memory``); DuckDB's own ``memory_limit`` is
-  half of it, but some DuckDB functions ignore that limit, and the kernel does not;
+  three quarters of it, but some DuckDB functions ignore that limit, and the kernel
+  does not;
 - ``RLIMIT_FSIZE`` 0 and ``RLIMIT_CORE`` 0: it cannot write a byte to any file;
 - ``RLIMIT_NOFILE``: a few open files;
 - ``RLIMIT_CPU``: before each query, the soft limit is set to the CPU time used so far
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(5)
     _limit(args.memory)
     channel.send(protocol.Ready(pid=os.getpid()))
-    view = _View(args.memory // 2, args.threads)
+    view = _View(args.memory, args.threads)
     while True:
         request = channel.receive()
         if request is None:
@@ -103,11 +104,14 @@ class _Channel:
 class _View:
     """The open view of the data, and the queries run on it."""
 
-    def __init__(self, duckdb_memory: int, threads: int) -> None:
-        self.duckdb_memory = duckdb_memory
+    def __init__(self, memory: int, threads: int) -> None:
+        # DuckDB's own limit leaves room for Python, the answer being built, and what
+        # DuckDB allocates outside its buffer manager (the kernel's limit catches that).
+        self.duckdb_memory = memory * 3 // 4
         self.threads = threads
         self.con: duckdb.DuckDBPyConnection | None = None
-        self.memory_cap = duckdb_memory  # half the address space
+        # A worker that grew past half its address space is replaced after answering.
+        self.memory_cap = memory // 2
         self.retire = False
 
     def open(self, request: protocol.Open) -> protocol.Opened | protocol.Failed:
