@@ -84,6 +84,16 @@ class SqlAnswer:
 class _Died(Exception):
     """The worker is gone or misbehaved; the message says what to tell the person."""
 
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        #: The worker's exit status, when it exited.
+        self.code = code
+
+
+class _Killed(Exception):
+    """The worker was killed from outside (SIGKILL that the pool did not send): most
+    likely between two queries, so the query deserves another worker."""
+
 
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process, max_reply: int) -> None:
@@ -111,7 +121,8 @@ class _Worker:
                 raise _Died("the answer was larger than any answer may be")
             return protocol.decode_reply(await self.proc.stdout.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError):
-            raise _Died(await self._death()) from None
+            message = await self._death()
+            raise _Died(message, self.proc.returncode) from None
         except (ValueError, TypeError):  # msgspec's DecodeError is a ValueError
             raise _Died("the SQL worker answered nonsense") from None
 
@@ -171,18 +182,9 @@ class SqlPool:
         view = await self._view()
         self.source.hold(view)  # not deleted while this query waits for a worker
         try:
-            worker = await self._acquire()
-            try:
-                reply = await self._ask(worker, view, query)
-            except BaseException:
-                self._discard(worker)
-                raise
+            reply = await self._on_a_worker(view, query)
         finally:
             self.source.release(view)
-        if isinstance(reply, protocol.Answer) and reply.retire:
-            self._discard(worker)
-        else:
-            self._release(worker)
         if isinstance(reply, protocol.Failed):
             raise SqlRefused(self._scrub(reply.message))
         assert isinstance(reply, protocol.Answer)
@@ -206,6 +208,28 @@ class SqlPool:
                 "the data cannot be prepared for SQL right now; try again later"
             ) from None
 
+    async def _on_a_worker(self, view: View, query: protocol.Query) -> protocol.Reply:
+        for attempt in range(2):
+            worker = await self._acquire()
+            try:
+                reply = await self._ask(worker, view, query)
+            except _Killed:
+                self._discard(worker)
+                if attempt:
+                    raise SqlRefused(
+                        "the SQL worker running the query was killed; try again"
+                    ) from None
+                continue
+            except BaseException:
+                self._discard(worker)
+                raise
+            if isinstance(reply, protocol.Answer) and reply.retire:
+                self._discard(worker)
+            else:
+                self._release(worker)
+            return reply
+        raise AssertionError("unreachable")
+
     async def _ask(self, worker: _Worker, view: View, query: protocol.Query) -> protocol.Reply:
         if worker.view is None or worker.view.generation != view.generation:
             await self._open(worker, view)
@@ -217,6 +241,8 @@ class SqlPool:
                 f"the query ran longer than {query.timeout:g} s and was stopped"
             ) from None
         except _Died as died:
+            if died.code == -signal.SIGKILL:
+                raise _Killed from None
             raise SqlRefused(str(died)) from None
 
     async def _open(self, worker: _Worker, view: View) -> None:
@@ -226,7 +252,11 @@ class SqlPool:
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 reply = await worker.call(protocol.Open(target=view.target, kind=view.kind))
-        except (TimeoutError, _Died):
+        except _Died as died:
+            if died.code == -signal.SIGKILL:
+                raise _Killed from None
+            raise SqlUnavailableError("a SQL worker could not open the data") from None
+        except TimeoutError:
             raise SqlUnavailableError("a SQL worker could not open the data") from None
         if not isinstance(reply, protocol.Opened):
             message = reply.message if isinstance(reply, protocol.Failed) else "no answer"

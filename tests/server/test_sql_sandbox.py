@@ -332,6 +332,7 @@ def test_a_query_that_runs_forever_is_stopped_and_others_are_answered_meanwhile(
     assert sandbox.sql("SELECT 2").json()["rows"] == [[2]]
 
 
+@pytest.mark.slow
 def test_a_query_that_ignores_interrupts_is_killed_at_its_deadline(sandbox: Sandbox) -> None:
     # list_sort does not check for interrupts: the server kills the worker instead.
     restarts = sandbox.client.get("/health").json()["sql"]["restarts"]
@@ -347,6 +348,7 @@ def test_a_query_that_ignores_interrupts_is_killed_at_its_deadline(sandbox: Sand
     assert sandbox.sql("SELECT 3").json()["rows"] == [[3]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [50_000_000, 150_000_000])
 def test_memory_bombs_end_cleanly_and_the_next_query_works(sandbox: Sandbox, n: int) -> None:
     answer = sandbox.sql(f"SELECT len(list_sort(range({n})))")

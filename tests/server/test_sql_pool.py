@@ -1,0 +1,194 @@
+"""The SQL worker pool and its snapshots: limits, replacement, the queue, freshness, health."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from datacat_server.app import create_app
+from datacat_server.settings import Settings
+from datacat_server.sqlpool.pool import PoolConfig, SqlPool
+from datacat_server.sqlpool.source import SnapshotSource
+from tests.server.records import RecordMaker, batch
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def _client(db_path: Path, **settings: Any) -> Client:
+    return TestClient(
+        app=create_app(Settings(db_path=db_path, soft_flush_interval=0.05, **settings))
+    )
+
+
+def _sql(client: Client, sql: str) -> Any:
+    return client.post("/api/sql", json={"sql": sql})
+
+
+def _pool(client: Client) -> dict[str, Any]:
+    state: dict[str, Any] = client.get("/health").json()["sql"]
+    return state
+
+
+def _wait(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _pids() -> set[int]:
+    """The SQL workers running now."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"datacat_server.sqlpool.worker" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def client(db_path: Path) -> Iterator[Client]:
+    with _client(db_path, sql_timeout=5.0, sql_snapshot_interval=0.5) as test_client:
+        yield test_client
+
+
+def test_no_worker_runs_before_the_first_query(client: Client) -> None:
+    assert _pool(client) == {
+        "status": "idle",
+        "workers": 0,
+        "size": 2,
+        "busy": 0,
+        "queued": 0,
+        "restarts": 0,
+        "snapshot_age": None,
+        "snapshot_seconds": None,
+        "refresh_interval": 0.5,
+    }
+    assert _sql(client, "SELECT 1").status_code == 200
+    _wait(lambda: _pool(client)["workers"] == 2)
+    state = _pool(client)
+    assert state["status"] == "ok"
+    assert state["snapshot_age"] is not None
+
+
+def test_new_data_shows_up_and_old_snapshots_go(client: Client, db_path: Path) -> None:
+    maker = RecordMaker()
+    client.post("/api/ingest", content=batch(maker.start(product="p")))
+    first = _sql(client, "SELECT count(*) FROM event_log").json()
+    assert first["rows"] == [[0]]
+    client.post("/api/ingest", content=batch(*(maker.event("e") for _ in range(3))))
+
+    def fresh() -> bool:
+        return bool(_sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[3]])
+
+    _wait(fresh)
+    later = _sql(client, "SELECT count(*) FROM events").json()
+    assert later["as_of"] > first["as_of"]
+    snapshots = db_path.with_name(db_path.name + ".snapshots")
+    # A snapshot nobody reads is deleted: one per worker at most, and the newest.
+    _wait(lambda: len(list(snapshots.iterdir())) <= 3)
+    client.__exit__(None, None, None)
+    assert list(snapshots.iterdir()) == []
+
+
+def test_leftover_snapshots_are_removed_at_start(db_path: Path) -> None:
+    leftover = db_path.with_name(db_path.name + ".snapshots") / "17"
+    leftover.mkdir(parents=True)
+    (leftover / "datacat.duckdb").write_bytes(b"old")
+    unrelated = leftover.parent / "keep-me.txt"
+    unrelated.write_text("not ours")
+    with _client(db_path):
+        assert not leftover.exists()
+        assert unrelated.exists()
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_503_with_retry_after(db_path: Path) -> None:
+    with _client(db_path, sql_workers=1, sql_queue=0, sql_timeout=5.0) as client:
+        assert _sql(client, "SELECT 1").status_code == 200
+        results: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=lambda: results.update(slow=_sql(client, "SELECT sleep_ms(3000)"))
+        )
+        thread.start()
+        _wait(lambda: _pool(client)["busy"] == 1)
+        busy = _sql(client, "SELECT 2")
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1"
+        assert "busy" in busy.json()["detail"]
+        thread.join(20)
+        assert results["slow"].status_code == 200
+        assert _sql(client, "SELECT 3").json()["rows"] == [[3]]
+
+
+@pytest.mark.slow
+def test_a_query_past_its_cpu_seconds_is_stopped_and_its_worker_replaced(db_path: Path) -> None:
+    with _client(db_path, sql_workers=1, sql_cpu_seconds=1.0, sql_timeout=30.0) as client:
+        assert _sql(client, "SELECT 1").status_code == 200
+        (before,) = _pids() & _worker_pids(client)
+        answer = _sql(client, "SELECT count(*) FROM range(1000000000000) a, range(1000000) b")
+        assert answer.status_code == 400
+        assert "CPU time" in answer.json()["detail"]
+        assert _sql(client, "SELECT 2").json()["rows"] == [[2]]
+        assert _pool(client)["restarts"] == 1
+        assert before not in _pids()
+
+
+def _worker_pids(client: Client) -> set[int]:
+    pool: SqlPool = client.app.state.sql
+    return {w.proc.pid for w in [*pool._idle, *pool._busy]}
+
+
+def test_a_worker_killed_from_outside_is_replaced(client: Client) -> None:
+    assert _sql(client, "SELECT 1").status_code == 200
+    _wait(lambda: _pool(client)["workers"] == 2)
+    for pid in _worker_pids(client):
+        os.kill(pid, signal.SIGKILL)
+    for i in range(3):
+        assert _sql(client, f"SELECT {i}").json()["rows"] == [[i]]
+    _wait(lambda: _pool(client)["workers"] == 2)
+
+
+def test_workers_stop_with_the_server(db_path: Path) -> None:
+    with _client(db_path) as client:
+        assert _sql(client, "SELECT 1").status_code == 200
+        _wait(lambda: len(_worker_pids(client)) == 2)
+        pids = _worker_pids(client)
+        home = client.app.state.sql.home
+    assert not pids & _pids()
+    assert not home.exists()
+
+
+def test_a_pool_that_cannot_start_answers_503_and_the_server_stays_healthy(
+    client: Client,
+) -> None:
+    store = client.app.state.store
+    # Far too little memory for DuckDB: no worker can open the data.
+    broken = SqlPool(PoolConfig(memory=20_000_000), SnapshotSource(store.db, interval=1.0))
+    client.app.state.sql = broken
+    try:
+        answer = _sql(client, "SELECT 1")
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"]
+        assert "path" not in answer.text
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+        assert health.json()["sql"]["status"] in ("down", "degraded")
+        maker = RecordMaker()
+        ingest = client.post("/api/ingest", content=batch(maker.start(product="p")))
+        assert ingest.status_code == 200
+    finally:
+        client.blocking_portal.call(broken.close)
