@@ -81,6 +81,9 @@ class SqlAnswer:
     as_of: dt.datetime
 
 
+_EXITED = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0)
+
+
 class _Died(Exception):
     """The worker is gone or misbehaved; the message says what to tell the person."""
 
@@ -103,7 +106,15 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None
+        if self.proc.returncode is not None:
+            return False
+        # Exited but not reaped yet (asyncio reaps it soon): ask without reaping.
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, _EXITED) is None
+        except ChildProcessError:  # reaped meanwhile
+            return False
+        except (AttributeError, OSError):  # no waitid here
+            return True
 
     async def call(self, request: protocol.Request) -> protocol.Reply:
         assert self.proc.stdin is not None
@@ -209,13 +220,14 @@ class SqlPool:
             ) from None
 
     async def _on_a_worker(self, view: View, query: protocol.Query) -> protocol.Reply:
-        for attempt in range(2):
+        attempts = self.config.workers + 1
+        for attempt in range(attempts):
             worker = await self._acquire()
             try:
                 reply = await self._ask(worker, view, query)
             except _Killed:
                 self._discard(worker)
-                if attempt:
+                if attempt == attempts - 1:
                     raise SqlRefused(
                         "the SQL worker running the query was killed; try again"
                     ) from None

@@ -157,7 +157,9 @@ def test_a_worker_killed_from_outside_is_replaced(client: Client) -> None:
     for pid in _worker_pids(client):
         os.kill(pid, signal.SIGKILL)
     for i in range(3):
-        assert _sql(client, f"SELECT {i}").json()["rows"] == [[i]]
+        answer = _sql(client, f"SELECT {i}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["rows"] == [[i]]
     _wait(lambda: _pool(client)["workers"] == 2)
 
 
