@@ -2,7 +2,8 @@
 
 DuckDB lets one process open a database file, so while a server runs, the query goes
 through its API; when no server answers, the file is opened directly (read-only, with
-the same sandbox as the server's SQL endpoint).
+the same statement checks and row and byte limits as the server's SQL endpoint, in this
+process: the server runs people's SQL in worker processes instead).
 """
 
 from __future__ import annotations
