@@ -235,7 +235,7 @@ class SqlPool:
             except BaseException:
                 self._discard(worker)
                 raise
-            if isinstance(reply, protocol.Answer) and reply.retire:
+            if isinstance(reply, protocol.Answer | protocol.Failed) and reply.retire:
                 self._discard(worker)
             else:
                 self._release(worker)

@@ -76,6 +76,8 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     #: ``refused`` (the statement or its run broke a rule) or ``error`` (the worker
     #: could not do what was asked, e.g. open the view).
     kind: str = "refused"
+    #: The worker leaves after this answer and should be replaced.
+    retire: bool = False
 
 
 Reply = Ready | Opened | Answer | Failed

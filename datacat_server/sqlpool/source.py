@@ -197,7 +197,14 @@ class SnapshotSource:
         self._last_demand = time.monotonic()
         latest = self._latest
         if latest is None or latest.age() > 2 * self.min_interval + self._last_cost.wall:
-            return await self._refresh()  # none yet, or nobody asked for a while
+            # None yet, or nobody asked for a while: wait for a fresh copy.
+            try:
+                return await self._refresh()
+            except Exception:
+                if latest is None:
+                    raise
+                log.exception("refreshing the SQL snapshot failed; answering from the last")
+                return latest
         if latest.age() >= self.min_interval:
             self._start_refresh()
         self._keep_warm()
@@ -289,6 +296,8 @@ class SnapshotSource:
         if self._warm_task is not None:
             self._warm_task.cancel()
         if self._refreshing is not None and not self._refreshing.done():
+            if self._cursor is not None:
+                self._cursor.interrupt()  # a copy of a big store takes seconds
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._refreshing
         self._executor.shutdown(wait=True)

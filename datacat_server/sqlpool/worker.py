@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(request, protocol.Open):
             channel.send(view.open(request))
         else:
-            channel.send(view.run(request))
+            reply = view.run(request)
+            channel.send(reply)
             if view.retire:
                 return 0
 
@@ -157,6 +158,16 @@ class _View:
             )
         except SqlRefused as exc:
             return protocol.Failed(str(exc))
+        except MemoryError:
+            self.retire = True  # Python ran out of address space: start afresh
+            return protocol.Failed(
+                "the query needed more memory than a query may use here", retire=True
+            )
+        except Exception as exc:  # a bug of ours, not the query's: say so and start afresh
+            self.retire = True
+            return protocol.Failed(
+                f"the answer could not be made ({type(exc).__name__})", retire=True
+            )
         finally:
             cursor.close()
         self.retire = _resident_bytes() > self.memory_cap

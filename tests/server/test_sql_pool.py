@@ -14,9 +14,10 @@ import pytest
 from litestar.testing import TestClient
 
 from datacat_server.app import create_app
-from datacat_server.settings import Settings
-from datacat_server.sqlpool.pool import PoolConfig, SqlPool
+from datacat_server.settings import Settings, parse_bytes
+from datacat_server.sqlpool.pool import PoolConfig, SqlPool, open_sql_pool
 from datacat_server.sqlpool.source import SnapshotSource
+from datacat_server.store import Store
 from tests.server.records import RecordMaker, batch
 
 Client = TestClient  # type: ignore[type-arg]
@@ -194,3 +195,45 @@ def test_a_pool_that_cannot_start_answers_503_and_the_server_stays_healthy(
         assert ingest.status_code == 200
     finally:
         client.blocking_portal.call(broken.close)
+
+
+def test_sql_settings_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "DATACAT_SQL_WORKERS": "3",
+            "DATACAT_SQL_QUEUE": "4",
+            "DATACAT_SQL_WORKER_MEMORY": "1.5GiB",
+            "DATACAT_SQL_CPU_SECONDS": "7",
+            "DATACAT_SQL_MAX_BYTES": "1000",
+            "DATACAT_SQL_SNAPSHOT_INTERVAL": "9",
+            "DATACAT_SQL_SNAPSHOT_DIR": str(tmp_path / "snaps"),
+        },
+        db_path=tmp_path / "datacat.duckdb",
+    )
+    store = Store(settings.db_path, snapshot_dir=settings.sql_snapshot_dir)
+    try:
+        pool = open_sql_pool(store, settings)
+        assert pool.config == PoolConfig(
+            workers=3,
+            queue=4,
+            memory=int(1.5 * 2**30),
+            timeout=10.0,
+            cpu_seconds=7.0,
+            max_rows=10_000,
+            max_bytes=1000,
+        )
+        assert pool.source.describe()["refresh_interval"] == 9.0
+        assert store.db.snapshot_dir == (tmp_path / "snaps").resolve()
+    finally:
+        store.close()
+    assert parse_bytes("3GB") == 3 * 10**9
+    assert parse_bytes("512 MiB") == 512 * 2**20
+    for bad, needle in (
+        ({"sql_worker_memory": "lots"}, "DATACAT_SQL_WORKER_MEMORY must be a size"),
+        ({"sql_worker_memory": "100MB"}, "at least 256MB"),
+        ({"sql_workers": 0}, "DATACAT_SQL_WORKERS must be at least 1"),
+        ({"sql_max_bytes": 0}, "DATACAT_SQL_MAX_BYTES must be at least 1"),
+        ({"sql_cpu_seconds": 0}, "must be positive"),
+    ):
+        with pytest.raises(ValueError, match=needle):
+            Settings(**bad)  # type: ignore[arg-type]
