@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(request, protocol.Open):
             channel.send(view.open(request))
         else:
-            reply = view.run(request)
-            channel.send(reply)
+            channel.send(view.run(request))
             if view.retire:
                 return 0
 
