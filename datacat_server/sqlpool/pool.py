@@ -172,6 +172,7 @@ class SqlPool:
         self._failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._home: Path | None = None
+        source.on_change(self._move_idle)
 
     # -- running a query -------------------------------------------------------------
 
@@ -276,6 +277,22 @@ class SqlPool:
             raise SqlUnavailableError("a SQL worker could not open the data")
         worker.view = view
         self.source.hold(view)
+
+    def _move_idle(self, view: View) -> None:
+        """Idle workers open a new view at once: the next query need not wait for it,
+        and the old view's file can go (an idle worker would hold it for ever)."""
+        for worker in [w for w in self._idle if w.view is not None and w.view != view]:
+            self._idle.remove(worker)
+            self._busy.add(worker)
+            self._background(self._reopen(worker, view))
+
+    async def _reopen(self, worker: _Worker, view: View) -> None:
+        try:
+            await self._open(worker, view)
+        except (_Killed, SqlUnavailableError):
+            self._discard(worker)
+        else:
+            self._release(worker)
 
     def _scrub(self, message: str) -> str:
         secrets = [*self.source.secrets(), os.path.expanduser("~"), os.getcwd(), sys.prefix]

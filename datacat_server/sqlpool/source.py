@@ -18,6 +18,7 @@ import resource
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +63,9 @@ class ViewSource(Protocol):
     async def current(self) -> View:
         """The view a query should use now (waiting for the first one, or a fresh one
         when the last is too old)."""
+
+    def on_change(self, callback: Callable[[View], None]) -> None:
+        """Call ``callback`` with each new view (on the event loop)."""
 
     def hold(self, view: View) -> None:
         """A worker opened ``view``."""
@@ -175,6 +179,7 @@ class SnapshotSource:
         self._last_demand = 0.0
         self._warm_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._callbacks: list[Callable[[View], None]] = []
         self._remove_all()  # what an earlier server may have left
 
     def _remove_all(self) -> None:
@@ -234,6 +239,8 @@ class SnapshotSource:
         previous, self._latest = self._latest, view
         if previous is not None:
             self._forget_unused(previous)
+        for callback in self._callbacks:
+            callback(view)
         log.debug("snapshot %d made in %.2fs (%.2f CPU s)", generation, cost.wall, cost.cpu)
         return view
 
@@ -263,6 +270,9 @@ class SnapshotSource:
             except Exception:
                 log.exception("refreshing the SQL snapshot failed")
                 await asyncio.sleep(self.min_interval or 1.0)
+
+    def on_change(self, callback: Callable[[View], None]) -> None:
+        self._callbacks.append(callback)
 
     def hold(self, view: View) -> None:
         self._users[view.generation] += 1

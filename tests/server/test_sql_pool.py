@@ -98,8 +98,12 @@ def test_new_data_shows_up_and_old_snapshots_go(client: Client, db_path: Path) -
     later = _sql(client, "SELECT count(*) FROM events").json()
     assert later["as_of"] > first["as_of"]
     snapshots = db_path.with_name(db_path.name + ".snapshots")
-    # A snapshot nobody reads is deleted: one per worker at most, and the newest.
-    _wait(lambda: len(list(snapshots.iterdir())) <= 3)
+    pool: SqlPool = client.app.state.sql
+    # Idle workers move to each new snapshot, and one nobody reads is deleted: the
+    # newest stays, and the next one while it is being made.
+    _wait(lambda: len(pool._idle) == 2 and len(list(snapshots.iterdir())) <= 2)
+    generations = {w.view.generation for w in pool._idle if w.view is not None}
+    assert len(generations) <= 2
     client.__exit__(None, None, None)
     assert list(snapshots.iterdir()) == []
 
