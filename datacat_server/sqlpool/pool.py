@@ -24,11 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import datacat_server
 from datacat_server.errors import DatacatServerError
 from datacat_server.queries.sql import QueryResult, SqlRefused, check_statement, scrub
 from datacat_server.settings import Settings, parse_bytes
 from datacat_server.sqlpool import protocol
+from datacat_server.sqlpool.process import START_TIMEOUT, WorkerDied, WorkerProcess, start_worker
 from datacat_server.sqlpool.source import SnapshotSource, View, ViewSource
 from datacat_server.store import Store
 
@@ -43,8 +43,6 @@ __all__ = [
 
 log = logging.getLogger("datacat.sql")
 
-#: Seconds a worker may take to start, or to open a view.
-START_TIMEOUT = 30.0
 #: Seconds past a query's time limit before its worker is killed (the worker
 #: interrupts the query itself at the limit; this is for queries that ignore that).
 KILL_GRACE = 2.0
@@ -81,79 +79,9 @@ class SqlAnswer:
     as_of: dt.datetime
 
 
-_EXITED = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0)
-
-
-class _Died(Exception):
-    """The worker is gone or misbehaved; the message says what to tell the person."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        #: The worker's exit status, when it exited.
-        self.code = code
-
-
 class _Killed(Exception):
     """The worker was killed from outside (SIGKILL that the pool did not send): most
     likely between two queries, so the query deserves another worker."""
-
-
-class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, max_reply: int) -> None:
-        self.proc = proc
-        self.max_reply = max_reply
-        self.view: View | None = None
-
-    @property
-    def alive(self) -> bool:
-        if self.proc.returncode is not None:
-            return False
-        # Exited but not reaped yet (asyncio reaps it soon): ask without reaping.
-        try:
-            return os.waitid(os.P_PID, self.proc.pid, _EXITED) is None
-        except ChildProcessError:  # reaped meanwhile
-            return False
-        except (AttributeError, OSError):  # no waitid here
-            return True
-
-    async def call(self, request: protocol.Request) -> protocol.Reply:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(protocol.frame(request))
-        with contextlib.suppress(ConnectionError):
-            await self.proc.stdin.drain()
-        return await self.receive()
-
-    async def receive(self) -> protocol.Reply:
-        assert self.proc.stdout is not None
-        try:
-            header = await self.proc.stdout.readexactly(protocol.HEADER)
-            size = protocol.parse_header(header)
-            if size > self.max_reply:
-                raise _Died("the answer was larger than any answer may be")
-            return protocol.decode_reply(await self.proc.stdout.readexactly(size))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            message = await self._death()
-            raise _Died(message, self.proc.returncode) from None
-        except (ValueError, TypeError):  # msgspec's DecodeError is a ValueError
-            raise _Died("the SQL worker answered nonsense") from None
-
-    async def _death(self) -> str:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 5)
-        code = self.proc.returncode
-        if code == -signal.SIGXCPU:
-            return "the query used more CPU time than a query may and was stopped"
-        if code == -signal.SIGXFSZ:
-            return "the query tried to write a file and was stopped"
-        return (
-            "the query broke a limit of the SQL worker (most likely memory) and was stopped"
-            f" (exit status {code})"
-        )
-
-    def kill(self) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
 
 
 class SqlPool:
@@ -162,9 +90,9 @@ class SqlPool:
     def __init__(self, config: PoolConfig, source: ViewSource) -> None:
         self.config = config
         self.source = source
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
-        self._waiters: collections.deque[asyncio.Future[_Worker]] = collections.deque()
+        self._idle: list[WorkerProcess] = []
+        self._busy: set[WorkerProcess] = set()
+        self._waiters: collections.deque[asyncio.Future[WorkerProcess]] = collections.deque()
         self._starting = 0
         self._started = False
         self._closed = False
@@ -243,7 +171,9 @@ class SqlPool:
             return reply
         raise AssertionError("unreachable")
 
-    async def _ask(self, worker: _Worker, view: View, query: protocol.Query) -> protocol.Reply:
+    async def _ask(
+        self, worker: WorkerProcess, view: View, query: protocol.Query
+    ) -> protocol.Reply:
         if worker.view is None or worker.view.generation != view.generation:
             await self._open(worker, view)
         try:
@@ -253,19 +183,19 @@ class SqlPool:
             raise SqlRefused(
                 f"the query ran longer than {query.timeout:g} s and was stopped"
             ) from None
-        except _Died as died:
+        except WorkerDied as died:
             if died.code == -signal.SIGKILL:
                 raise _Killed from None
             raise SqlRefused(str(died)) from None
 
-    async def _open(self, worker: _Worker, view: View) -> None:
+    async def _open(self, worker: WorkerProcess, view: View) -> None:
         old, worker.view = worker.view, None
         if old is not None:
             self.source.release(old)
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 reply = await worker.call(protocol.Open(target=view.target, kind=view.kind))
-        except _Died as died:
+        except WorkerDied as died:
             if died.code == -signal.SIGKILL:
                 raise _Killed from None
             raise SqlUnavailableError("a SQL worker could not open the data") from None
@@ -286,7 +216,7 @@ class SqlPool:
             self._busy.add(worker)
             self._background(self._reopen(worker, view))
 
-    async def _reopen(self, worker: _Worker, view: View) -> None:
+    async def _reopen(self, worker: WorkerProcess, view: View) -> None:
         try:
             await self._open(worker, view)
         except (_Killed, SqlUnavailableError):
@@ -302,7 +232,7 @@ class SqlPool:
 
     # -- workers -------------------------------------------------------------------
 
-    async def _acquire(self) -> _Worker:
+    async def _acquire(self) -> WorkerProcess:
         self._start()
         while self._idle:
             worker = self._idle.pop()
@@ -315,7 +245,7 @@ class SqlPool:
         # A worker being started will take one waiter as soon as it is ready.
         if len(self._waiters) >= self.config.queue + self._starting:
             raise SqlBusyError("every SQL worker is busy; try again in a moment")
-        waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[WorkerProcess] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self.config.timeout):
@@ -329,14 +259,14 @@ class SqlPool:
         self._busy.add(worker)
         return worker
 
-    def _give_back(self, waiter: asyncio.Future[_Worker]) -> None:
+    def _give_back(self, waiter: asyncio.Future[WorkerProcess]) -> None:
         """A wait ended without its worker: pass on one handed over at the last moment."""
         if waiter in self._waiters:
             self._waiters.remove(waiter)
         if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             self._release(waiter.result())
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: WorkerProcess) -> None:
         self._busy.discard(worker)
         if self._closed or not worker.alive:
             self._discard(worker)
@@ -348,7 +278,7 @@ class SqlPool:
                 return
         self._idle.append(worker)
 
-    def _discard(self, worker: _Worker) -> None:
+    def _discard(self, worker: WorkerProcess) -> None:
         """Kill ``worker`` (if it lives) and start another in its place."""
         self._busy.discard(worker)
         if worker in self._idle:
@@ -362,7 +292,7 @@ class SqlPool:
             self._restarts += 1
             self._spawn_later()
 
-    def _reap(self, worker: _Worker) -> None:
+    def _reap(self, worker: WorkerProcess) -> None:
         async def wait() -> None:
             with contextlib.suppress(Exception):
                 await worker.proc.wait()
@@ -415,49 +345,16 @@ class SqlPool:
                     SqlUnavailableError("the SQL workers cannot start; try again later")
                 )
 
-    async def _new_worker(self) -> _Worker:
-        home = self._worker_home()
-        package_root = Path(datacat_server.__file__).resolve().parents[1]
-        env = {
-            "HOME": str(home),
-            "PYTHONPATH": str(package_root),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            # Fewer malloc arenas: far less address space reserved per DuckDB thread.
-            "MALLOC_ARENA_MAX": "2",
-        }
-        if "TZ" in os.environ:
-            env["TZ"] = os.environ["TZ"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "datacat_server.sqlpool.worker",
-            "--memory",
-            str(self.config.memory),
-            "--threads",
-            str(self.config.threads),
-            "--home",
-            str(home),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=str(home),
-            env=env,
-            start_new_session=True,  # Ctrl-C on the server is the server's to handle
+    async def _new_worker(self) -> WorkerProcess:
+        worker = await start_worker(
+            memory=self.config.memory,
+            threads=self.config.threads,
+            home=self._worker_home(),
+            max_reply=self.config.max_bytes + REPLY_SLACK,
         )
-        worker = _Worker(proc, self.config.max_bytes + REPLY_SLACK)
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                reply = await worker.receive()
-        except BaseException:
-            worker.kill()
-            await proc.wait()
-            raise
-        if not isinstance(reply, protocol.Ready):
-            worker.kill()
-            await proc.wait()
-            raise RuntimeError(f"the worker said {reply!r} instead of being ready")
         if self._closed:
             worker.kill()
-            await proc.wait()
+            await worker.proc.wait()
             raise RuntimeError("the pool closed")
         return worker
 
