@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from litestar.testing import TestClient
+from litestar.utils.sync import AsyncCallable
 
 from datacat_server.app import create_app
 from datacat_server.settings import Settings, parse_bytes
@@ -241,3 +243,14 @@ def test_sql_settings_come_from_the_environment(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match=needle):
             Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_no_guard_or_dependency_waits_for_a_thread(client: Client) -> None:
+    """Slow requests may hold every thread of the pool; the guard and the dependencies
+    every request goes through must never need one."""
+    for route in client.app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            for guard in handler.resolve_guards():
+                assert inspect.iscoroutinefunction(guard), (route.path, guard)
+            for name, provider in handler.resolve_dependencies().items():
+                assert not isinstance(provider.dependency, AsyncCallable), name
