@@ -81,14 +81,15 @@ class Settings:
     #: People's SQL runs in worker processes over a read-only snapshot of the data
     #: (`datacat_server.sqlpool`): how many workers, how many queries may wait for one
     #: (503 beyond), the address space and CPU seconds of a query's worker, the bytes an
-    #: answer may carry, how often the snapshot may be refreshed (seconds; more rarely
-    #: when copying is slow), and where snapshots live (default: ``<db>.snapshots``).
+    #: answer may carry, how often at most the snapshot is refreshed when data changed
+    #: (seconds; more rarely when copying is costly), and where snapshots live
+    #: (default: ``<db>.snapshots``).
     sql_workers: int = 2
     sql_queue: int = 8
     sql_worker_memory: str = "3GB"
     sql_cpu_seconds: float = 10.0
     sql_max_bytes: int = 10_000_000
-    sql_snapshot_interval: float = 5.0
+    sql_snapshot_interval: float = 1.0
     sql_snapshot_dir: Path | None = None
     #: Keep data for this many days, overall and per project: "30", "30,demo=7".
     #: Empty: keep everything. Applied every ``retention_interval`` seconds.
@@ -178,7 +179,7 @@ class Settings:
             "sql_worker_memory": env.get("DATACAT_SQL_WORKER_MEMORY") or "3GB",
             "sql_cpu_seconds": _env_float(env, "DATACAT_SQL_CPU_SECONDS", 10.0),
             "sql_max_bytes": _env_int(env, "DATACAT_SQL_MAX_BYTES", 10_000_000),
-            "sql_snapshot_interval": _env_float(env, "DATACAT_SQL_SNAPSHOT_INTERVAL", 5.0),
+            "sql_snapshot_interval": _env_float(env, "DATACAT_SQL_SNAPSHOT_INTERVAL", 1.0),
             "sql_snapshot_dir": env.get("DATACAT_SQL_SNAPSHOT_DIR") or None,
             "retention": env.get("DATACAT_RETENTION_DAYS") or "",
             "retention_interval": _env_float(env, "DATACAT_RETENTION_INTERVAL", 3600.0),

@@ -38,6 +38,9 @@ KEEP_WARM = 600.0
 #: Snapshots are never refreshed more often than this (seconds).
 MIN_INTERVAL = 0.5
 
+#: A query waits for a due copy when the last copy took at most this many seconds.
+FRESH_WAIT = 2.0
+
 #: Copying may take at most this share of one core: the next copy waits at least
 #: this many times the CPU time the last one took.
 COPY_SHARE = 0.1
@@ -156,12 +159,20 @@ class SnapshotSource:
     """Snapshots of an embedded database, in its snapshot directory.
 
     Snapshot n is ``<dir>/<n>/<database file name>`` (so its catalog keeps the
-    database's name). A snapshot is made on a cursor of the server's database, on a
-    thread of its own, when a query asks for data and the newest snapshot is older than
-    the interval (``interval``, or ten times the CPU time the last copy took if that is
-    longer); while queries keep coming (`KEEP_WARM`), the next one is made in the
-    background so they need not wait. A snapshot nobody holds and that is not the
-    newest is deleted.
+    database's name), made on a cursor of the server's database on a thread of its own.
+    When a query asks for data:
+
+    - nothing committed since the newest snapshot (the database file and its WAL are as
+      they were): that snapshot is the data, no copy is made;
+    - data committed since, and copies are quick and frequent (the last took at most
+      `FRESH_WAIT`, and one may be made that often): the query waits for a copy that
+      starts after it came, as soon as one is due, so a script reads what it has just
+      written;
+    - data committed since, otherwise: the query answers from the newest snapshot
+      (its age is in the answer), and a copy is made when one is due.
+
+    While queries keep coming (`KEEP_WARM`), due copies are made in the background. A
+    snapshot nobody holds and that is not the newest is deleted.
     """
 
     def __init__(self, db: Database, *, interval: float) -> None:
@@ -180,6 +191,8 @@ class SnapshotSource:
         self._warm_task: asyncio.Task[None] | None = None
         self._closed = False
         self._callbacks: list[Callable[[View], None]] = []
+        self._versions: dict[int, object] = {}
+        self._started: dict[int, float] = {}
         self._remove_all()  # what an earlier server may have left
 
     def _remove_all(self) -> None:
@@ -200,20 +213,48 @@ class SnapshotSource:
         if self._closed:
             raise RuntimeError("the snapshot source is closed")
         self._last_demand = time.monotonic()
-        latest = self._latest
-        if latest is None or latest.age() > 2 * self.min_interval + self._last_cost.wall:
-            # None yet, or nobody asked for a while: wait for a fresh copy.
-            try:
-                return await self._refresh()
-            except Exception:
-                if latest is None:
-                    raise
-                log.exception("refreshing the SQL snapshot failed; answering from the last")
-                return latest
-        if latest.age() >= self.min_interval:
-            self._start_refresh()
         self._keep_warm()
-        return latest
+        latest = self._latest
+        if latest is None:
+            return await self._refresh()
+        if not self._changed(latest):
+            return latest
+        if self._last_cost.wall > FRESH_WAIT or self.min_interval > FRESH_WAIT:
+            if latest.age() >= self.min_interval:
+                self._start_refresh()
+            return latest
+        # Copies are quick: wait for one that starts after this query came (once one
+        # is due), so that a query reads what was committed before it.
+        arrived = time.monotonic()
+        try:
+            for _ in range(2):
+                await asyncio.sleep(max(0.0, self.min_interval - latest.age()))
+                latest = await self._refresh()
+                if self._started.get(latest.generation, 0.0) >= arrived:
+                    break
+        except Exception:
+            log.exception("refreshing the SQL snapshot failed; answering from the last")
+        return self._latest or latest
+
+    def _changed(self, latest: View) -> bool:
+        """Whether anything was committed since ``latest`` was copied."""
+        return self._version() != self._versions.get(latest.generation)
+
+    def _due(self, latest: View) -> bool:
+        """Data was committed since ``latest``, and copying it again is within budget."""
+        return latest.age() >= self.min_interval and self._changed(latest)
+
+    def _version(self) -> object:
+        """What changes when anything is committed: the database file and its WAL."""
+        found: list[tuple[int, int] | None] = []
+        for path in (self.db.path, self.db.path.with_name(self.db.path.name + ".wal")):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                found.append(None)
+            else:
+                found.append((stat.st_size, stat.st_mtime_ns))
+        return tuple(found)
 
     def _start_refresh(self) -> asyncio.Future[View]:
         if self._refreshing is None or self._refreshing.done():
@@ -227,6 +268,8 @@ class SnapshotSource:
     async def _make(self, loop: asyncio.AbstractEventLoop) -> View:
         self._generation += 1
         generation = self._generation
+        version = self._version()  # before copying: a commit meanwhile is copied again
+        self._started[generation] = time.monotonic()
         as_of = dt.datetime.now(dt.UTC)
         path = self.directory / str(generation) / self._name
         try:
@@ -236,6 +279,7 @@ class SnapshotSource:
             raise
         self._last_cost = cost
         view = View(generation=generation, target=str(path), as_of=as_of)
+        self._versions[generation] = version
         previous, self._latest = self._latest, view
         if previous is not None:
             self._forget_unused(previous)
@@ -258,18 +302,15 @@ class SnapshotSource:
             self._warm_task = asyncio.get_running_loop().create_task(self._warm())
 
     async def _warm(self) -> None:
-        """Refresh in the background while queries keep coming."""
+        """Make due copies in the background while queries keep coming."""
         while not self._closed and time.monotonic() - self._last_demand < KEEP_WARM:
             latest = self._latest
-            wait = self.min_interval - (latest.age() if latest else 0.0)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            try:
-                await self._refresh()
-            except Exception:
-                log.exception("refreshing the SQL snapshot failed")
-                await asyncio.sleep(self.min_interval or 1.0)
+            if latest is not None and self._due(latest):
+                try:
+                    await self._refresh()
+                except Exception:
+                    log.exception("refreshing the SQL snapshot failed")
+            await asyncio.sleep(self.min_interval)
 
     def on_change(self, callback: Callable[[View], None]) -> None:
         self._callbacks.append(callback)
@@ -288,6 +329,8 @@ class SnapshotSource:
         if self._users[view.generation] > 0 or (latest and latest.generation == view.generation):
             return
         self._users.pop(view.generation, None)
+        self._versions.pop(view.generation, None)
+        self._started.pop(view.generation, None)
         shutil.rmtree(self.directory / str(view.generation), ignore_errors=True)
 
     def describe(self) -> dict[str, float | None]:

@@ -18,7 +18,7 @@ from litestar.utils.sync import AsyncCallable
 from datacat_server.app import create_app
 from datacat_server.settings import Settings, parse_bytes
 from datacat_server.sqlpool.pool import PoolConfig, SqlPool, open_sql_pool
-from datacat_server.sqlpool.source import SnapshotSource
+from datacat_server.sqlpool.source import CopyCost, SnapshotSource
 from datacat_server.store import Store
 from tests.server.records import RecordMaker, batch
 
@@ -86,17 +86,14 @@ def test_no_worker_runs_before_the_first_query(client: Client) -> None:
     assert state["snapshot_age"] is not None
 
 
-def test_new_data_shows_up_and_old_snapshots_go(client: Client, db_path: Path) -> None:
+def test_a_query_reads_what_was_written_before_it(client: Client, db_path: Path) -> None:
     maker = RecordMaker()
     client.post("/api/ingest", content=batch(maker.start(product="p")))
     first = _sql(client, "SELECT count(*) FROM event_log").json()
     assert first["rows"] == [[0]]
-    client.post("/api/ingest", content=batch(*(maker.event("e") for _ in range(3))))
-
-    def fresh() -> bool:
-        return bool(_sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[3]])
-
-    _wait(fresh)
+    for n in range(1, 4):  # copies are quick here: each query waits for a fresh one
+        client.post("/api/ingest", content=batch(maker.event("e")))
+        assert _sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[n]]
     later = _sql(client, "SELECT count(*) FROM events").json()
     assert later["as_of"] > first["as_of"]
     snapshots = db_path.with_name(db_path.name + ".snapshots")
@@ -254,3 +251,35 @@ def test_no_guard_or_dependency_waits_for_a_thread(client: Client) -> None:
                 assert inspect.iscoroutinefunction(guard), (route.path, guard)
             for name, provider in handler.resolve_dependencies().items():
                 assert not isinstance(provider.dependency, AsyncCallable), name
+
+
+def test_no_copy_is_made_while_nothing_changes(client: Client) -> None:
+    maker = RecordMaker()
+    client.post("/api/ingest", content=batch(maker.start(product="p")))
+    assert _sql(client, "SELECT 1").status_code == 200
+    source: SnapshotSource = client.app.state.sql.source
+    _wait(lambda: not source._changed(source._latest))  # the writer's last soft flush
+    made = source._generation
+    deadline = time.monotonic() + 3 * source.min_interval
+    while time.monotonic() < deadline:
+        assert _sql(client, "SELECT count(*) FROM sessions").json()["rows"] == [[1]]
+        time.sleep(0.1)
+    assert source._generation == made
+
+
+@pytest.mark.slow
+def test_a_store_slow_to_copy_answers_from_its_snapshot_meanwhile(client: Client) -> None:
+    maker = RecordMaker()
+    client.post("/api/ingest", content=batch(maker.start(product="p")))
+    assert _sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[0]]
+    source: SnapshotSource = client.app.state.sql.source
+    source._last_cost = CopyCost(wall=3.0, cpu=0.01)  # as if a copy took 3 s
+    assert source.min_interval == 6.0  # never more often than twice a copy's time
+    client.post("/api/ingest", content=batch(maker.event("e")))
+    stale = _sql(client, "SELECT count(*) FROM event_log").json()
+    assert stale["rows"] == [[0]]  # answered from the snapshot it had, without waiting
+
+    def fresh() -> bool:
+        return bool(_sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[1]])
+
+    _wait(fresh, timeout=30)  # a copy was made once one was due
