@@ -283,3 +283,21 @@ def test_a_store_slow_to_copy_answers_from_its_snapshot_meanwhile(client: Client
         return bool(_sql(client, "SELECT count(*) FROM event_log").json()["rows"] == [[1]])
 
     _wait(fresh, timeout=30)  # a copy was made once one was due
+
+
+@pytest.mark.slow
+def test_a_thousand_rows_of_a_megabyte_are_cut_by_bytes(db_path: Path) -> None:
+    # DuckDB makes these rows in one 1 GB vector: the worker must hold it (3 GB of
+    # address space) and answer the first rows that fit in the byte bound.
+    settings = Settings(db_path=db_path)
+    big = "SELECT repeat('x', 1000000) AS big FROM range(1000)"
+    with _client(db_path, sql_timeout=60.0) as client:
+        answer = _sql(client, big)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["truncated_by"] == "bytes"
+        assert len(answer.content) < settings.sql_max_bytes + 1000
+        assert 1 <= len(answer.json()["rows"]) < 10
+        as_csv = client.post("/api/sql", json={"sql": big}, params={"format": "csv"})
+        assert as_csv.status_code == 200, as_csv.text
+        assert len(as_csv.content) <= settings.sql_max_bytes
+        assert as_csv.headers["x-datacat-truncated"] == "bytes"
