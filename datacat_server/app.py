@@ -40,6 +40,7 @@ from datacat_server.auth import TokenSet, guard
 from datacat_server.errors import DatacatServerError
 from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
+from datacat_server.sqlpool.pool import open_sql_pool
 from datacat_server.store import Store, open_store, quarantine
 from datacat_server.store.retention import RetentionPolicy
 from datacat_server.telemetry import Telemetry
@@ -72,6 +73,7 @@ def create_app(
         opened = store or open_store(settings)
         app.state.store = opened
         telemetry.attach(opened)
+        app.state.sql = sql = open_sql_pool(opened, settings)
         tasks = [asyncio.create_task(_keep_quarantine(opened, settings.quarantine_interval))]
         if retention.active:
             tasks.append(
@@ -83,6 +85,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             telemetry.detach(opened)
+            await sql.close()
             if owned:
                 opened.close()
 

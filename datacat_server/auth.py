@@ -160,8 +160,13 @@ def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str
     return (cookie, True) if cookie else (None, False)
 
 
-def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Allow the request, or raise 401 (no or unknown token) / 403 (wrong scope)."""
+async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Allow the request, or raise 401 (no or unknown token) / 403 (wrong scope).
+
+    A coroutine on purpose: Litestar runs a plain function guard on the event loop's
+    thread pool, where slow requests could keep every request waiting for its guard.
+    It does no I/O, so it never waits on anything.
+    """
     tokens: TokenSet = connection.app.state.tokens
     if tokens.open:
         return

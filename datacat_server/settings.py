@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS_PER_ADDRESS",
     "DEFAULT_MAX_HEAD_BYTES",
     "Settings",
+    "parse_bytes",
 ]
 
 # -- Connections (`datacat_server.http_head`, used by `datacat serve` and `datacat demo`) --
@@ -24,6 +26,17 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT = 10.0
 #: Connections one client address may hold open at once (browsers open at most 6).
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(text: str, name: str = "a size") -> int:
+    """``"2GB"``, ``"512MiB"``, ``"1.5 GB"`` or a plain number of bytes, as bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{name} must be a size such as 2GB or 512MiB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 #: Settings whose environment variable is not ``DATACAT_`` + the name in capitals.
@@ -39,23 +52,24 @@ def env_name(setting: str) -> str:
 
 
 def _parse(kind: object, key: str, raw: str) -> object:
-    if kind in (int, "int"):
+    kind = str(kind).removesuffix(" | None")  # an optional setting: parsed as its type
+    if kind == "int":
         try:
             return int(raw)
         except ValueError:
             raise ValueError(f"{key} must be an integer, got {raw!r}") from None
-    if kind in (float, "float"):
+    if kind == "float":
         try:
             return float(raw)
         except ValueError:
             raise ValueError(f"{key} must be a number, got {raw!r}") from None
-    if kind in (bool, "bool"):
+    if kind == "bool":
         if raw.lower() in _TRUE:
             return True
         if raw.lower() in _FALSE:
             return False
         raise ValueError(f"{key} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
-    if kind in (Path, "Path"):
+    if kind == "Path":
         return Path(raw)
     return raw
 
@@ -99,6 +113,19 @@ class Settings:
     #: Read-only SQL: most rows returned, and seconds before a query is stopped.
     sql_max_rows: int = 10_000
     sql_timeout: float = 10.0
+    #: People's SQL runs in worker processes over a read-only snapshot of the data
+    #: (`datacat_server.sqlpool`): how many workers, how many queries may wait for one
+    #: (503 beyond), the address space and CPU seconds of a query's worker, the bytes an
+    #: answer may carry, how often at most the snapshot is refreshed when data changed
+    #: (seconds; more rarely when copying is costly), and where snapshots live
+    #: (default: ``<db>.snapshots``).
+    sql_workers: int = 2
+    sql_queue: int = 8
+    sql_worker_memory: str = "3GB"
+    sql_cpu_seconds: float = 10.0
+    sql_max_bytes: int = 10_000_000
+    sql_snapshot_interval: float = 1.0
+    sql_snapshot_dir: Path | None = None
     #: Keep data for this many days, overall and per project: "30", "30,demo=7".
     #: Empty: keep everything. Applied every ``retention_interval`` seconds.
     retention: str = ""
@@ -127,6 +154,8 @@ class Settings:
             "max_tags",
             "max_labels",
             "sql_max_rows",
+            "sql_workers",
+            "sql_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DATACAT_{name.upper()} must be at least 1")
@@ -136,6 +165,14 @@ class Settings:
             raise ValueError("DATACAT_HEAD_TIMEOUT must be a positive number of seconds")
         if self.max_connections_per_address < 0:
             raise ValueError("DATACAT_MAX_CONNECTIONS_PER_ADDRESS must be 0 (no limit) or more")
+        if self.sql_queue < 0:
+            raise ValueError("DATACAT_SQL_QUEUE must be 0 or more")
+        if self.sql_timeout <= 0 or self.sql_cpu_seconds <= 0:
+            raise ValueError("DATACAT_SQL_TIMEOUT and DATACAT_SQL_CPU_SECONDS must be positive")
+        if self.sql_snapshot_interval < 0:
+            raise ValueError("DATACAT_SQL_SNAPSHOT_INTERVAL must be 0 or more")
+        if parse_bytes(self.sql_worker_memory, "DATACAT_SQL_WORKER_MEMORY") < 256 * 2**20:
+            raise ValueError("DATACAT_SQL_WORKER_MEMORY must be at least 256MB")
         if self.rate_limit < 0:
             raise ValueError("DATACAT_RATE_LIMIT must be 0 (off) or a positive number")
         if self.rate_limit > 0 and self.rate_burst < 1:
@@ -172,4 +209,6 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:
             values["db_path"] = Path(str(values["db_path"]))
+        if values.get("sql_snapshot_dir") is not None:
+            values["sql_snapshot_dir"] = Path(str(values["sql_snapshot_dir"]))
         return cls(**values)  # type: ignore[arg-type]

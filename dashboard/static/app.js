@@ -188,13 +188,18 @@
     if (form) form.requestSubmit();
   });
 
-  /* SQL console: an example fills the editor; Ctrl+Enter runs it. */
+  /* SQL console: an example fills the editor and clears the result of the statement
+   * run before (and the address bar, which named that statement); Ctrl+Enter runs it.
+   * Running puts /sql?q=... in the address bar (the server's HX-Push-Url). */
   document.addEventListener("click", function (e) {
     var link = e.target.closest && e.target.closest("a[data-sql-example]");
     var editor = document.getElementById("sql-text");
     if (!link || !editor) return;
     e.preventDefault();
     editor.value = link.getAttribute("data-sql-example");
+    var result = document.getElementById("sql-result");
+    if (result) result.replaceChildren();
+    if (window.location.search) window.history.replaceState(window.history.state, "", "/sql");
     editor.focus();
   });
   document.addEventListener("keydown", function (e) {

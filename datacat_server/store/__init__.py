@@ -37,10 +37,16 @@ class Store:
         clock: Callable[[], float] = time.time,
         fold_rows: int = 50_000,
         fold_seconds: float = 10.0,
+        snapshot_dir: Path | None = None,
     ) -> None:
         self.clock = clock
         self.health = StoreHealth()
-        self.db = Database(path, heartbeat_grace=heartbeat_grace, memory_limit=memory_limit)
+        self.db = Database(
+            path,
+            heartbeat_grace=heartbeat_grace,
+            memory_limit=memory_limit,
+            snapshot_dir=snapshot_dir,
+        )
         try:
             self.writer = Writer(
                 self.db, soft_flush_interval=soft_flush_interval, clock=clock, health=self.health
@@ -120,4 +126,5 @@ def open_store(settings: Settings) -> Store:
         heartbeat_grace=settings.heartbeat_grace,
         soft_flush_interval=settings.soft_flush_interval,
         memory_limit=settings.memory_limit,
+        snapshot_dir=settings.sql_snapshot_dir,
     )

@@ -2,13 +2,17 @@
 
 One `Database` per server process. DuckDB lets one process open a file, and a
 connection shared by threads returns wrong results, so every reading thread gets its
-own cursor (`reader`) and the writer has one of its own.
+own cursor (`reader`) and the writer has one of its own. People's SQL never runs here:
+it runs in worker processes over snapshots this database writes into its snapshot
+directory, the one directory its locked-down connection may write
+(`datacat_server.sqlpool`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -17,7 +21,7 @@ from datacat_server.errors import StoreError, StoreLockedError
 from datacat_server.store.migrations import apply_migrations
 from datacat_server.store.schema import view_statements
 
-__all__ = ["Database", "lock_down"]
+__all__ = ["Database", "default_snapshot_dir", "lock_down"]
 
 _open_lock = threading.Lock()
 _open_paths: set[str] = set()
@@ -27,9 +31,18 @@ class Database:
     """An open DuckDB database, migrated to the current schema."""
 
     def __init__(
-        self, path: Path | str, *, heartbeat_grace: float = 3.0, memory_limit: str = "2GB"
+        self,
+        path: Path | str,
+        *,
+        heartbeat_grace: float = 3.0,
+        memory_limit: str = "2GB",
+        snapshot_dir: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.heartbeat_grace = heartbeat_grace
+        #: Where snapshots for people's SQL are written: the only directory this
+        #: database's connection may touch besides its own file.
+        self.snapshot_dir = (snapshot_dir or default_snapshot_dir(self.path)).resolve()
         self._key = str(self.path.resolve())
         with _open_lock:
             # DuckDB hands a second connect() in the same process the same database,
@@ -45,7 +58,7 @@ class Database:
             apply_migrations(self._con)
             for statement in view_statements(heartbeat_grace):
                 self._con.execute(statement)
-            lock_down(self._con, memory_limit)
+            lock_down(self._con, memory_limit, allowed_directories=(self.snapshot_dir,))
         except Exception:
             self._con.close()
             with _open_lock:
@@ -76,14 +89,6 @@ class Database:
             self._con = _connect(self.path)
             lock_down(self._con, self._memory_limit)
             self.generation += 1
-
-    def sandbox(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor for people's SQL (interrupted by time limits)."""
-        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "sandbox", None)
-        if cur is None:
-            cur = self.new_cursor()
-            self._local.sandbox = cur
-        return cur
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor. It sees everything committed."""
@@ -116,9 +121,23 @@ class Database:
             _open_paths.discard(self._key)
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
-    """Database-wide: no file access, no extensions, settings frozen (order matters:
-    once locked, nothing can be set; see `datacat_server.queries.sql`)."""
+def default_snapshot_dir(path: Path) -> Path:
+    """``datacat.duckdb.snapshots`` beside ``datacat.duckdb``."""
+    return path.with_name(path.name + ".snapshots")
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection,
+    memory_limit: str,
+    *,
+    allowed_directories: Sequence[Path] = (),
+) -> None:
+    """Database-wide: no file access but the allowed directories, no extensions,
+    settings frozen. Order matters: directories must be allowed before external access
+    is disabled, and once locked, nothing can be set (FACTS.md)."""
+    if allowed_directories:
+        listed = ", ".join(_quote(f"{d}/") for d in allowed_directories)
+        con.execute(f"SET allowed_directories = [{listed}]")
     for statement in (
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
@@ -128,6 +147,10 @@ def lock_down(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
         "SET lock_configuration = true",
     ):
         con.execute(statement)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
