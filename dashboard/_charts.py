@@ -1,9 +1,12 @@
 """Chart specifications: plain data a page embeds as JSON and ``app.js`` draws.
 
 A spec says what to draw, not how: line charts with axis titles (and units), whether x
-is time, and datasets of ``{x, y}`` points (x in epoch milliseconds on time axes).
+is time, optional bounds (``min``, ``max``) and tick ``step``, and datasets of ``{x, y}``
+points (x in epoch milliseconds on time axes) drawn as a line unless ``showLine`` is
+false.
 Optional per-point ``outcomes`` colour the points, ``tips`` add a line to their
-tooltip, ``links`` make a click open a page. Nothing here is executable; templates
+tooltip, ``links`` make a click open a page; a ``muted`` dataset is drawn in grey
+(the rest get the series colours in turn). Nothing here is executable; templates
 embed it with ``|tojson``.
 """
 
@@ -93,9 +96,11 @@ def pass_rate_chart(points: Sequence[PassRatePoint], run_href: Callable[[str], s
             }
         )
     low, high = rate_bounds([(p.rate or 0) * 100 for ps in by_branch.values() for p in ps])
+    span = high - low
+    step = 1 if span <= 10 else 5 if span <= 50 else 10  # ticks on the bounds' grid
     return {
         "x": _axis("Run started (UTC)", time=True),
-        "y": _axis("Pass rate (%)", unit="%", min=low, max=high),
+        "y": _axis("Pass rate (%)", unit="%", min=low, max=high, step=step),
         "datasets": datasets,
     }
 
@@ -166,7 +171,7 @@ def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Sp
         datasets = []
         if older:
             rest = sorted(value for session in older for value in by_session[session])
-            datasets.append(_dataset("older sessions", rest, show_line=False))
+            datasets.append({**_dataset("older sessions", rest, show_line=False), "muted": True})
         datasets += [
             _dataset(
                 f"session {session[:8]}",
@@ -250,7 +255,7 @@ def session_metric_charts(
             }
             if test_href is not None:
                 dataset["links"] = [test_href(nodeid or "") for _, nodeid in ranked]
-            x = _axis("Tests, highest value first", min=0.5, max=len(ranked) + 0.5)
+            x = _axis("Tests, highest value first", min=0, max=len(ranked) + 1)
         else:
             dataset = _dataset(name, [(m.timestamp, m.value * scale) for m in latest])
             dataset["tips"] = [", ".join(m.tags) for m in latest]

@@ -15,7 +15,7 @@ from dashboard._charts import SESSION_POINTS, Spec, session_metric_charts
 from dashboard._links import history_href
 from dashboard._params import BadFilter, QueryReader, filters_href
 from dashboard._render import render
-from datacat_server.queries.metrics import session_metric_units
+from datacat_server.queries.metrics import session_metric_units, state_paths
 from datacat_server.queries.runs import RunInfo, get_run
 from datacat_server.queries.sessions import (
     STATUSES,
@@ -37,6 +37,8 @@ PER_PAGE = 50
 EVENTS_SHOWN = 300
 STATE_PATCHES_SHOWN = 200
 METRIC_ROWS_SHOWN = 100
+#: State paths suggested for the state filter (those most sessions have).
+PATHS_SUGGESTED = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +78,8 @@ class SessionsPage:
     filters: SessionsFilters
     sessions: list[SessionSummary]
     has_next: bool
+    #: Dot paths in the current state of recent sessions, for the path field.
+    paths: list[str]
     statuses: tuple[str, ...] = STATUSES
 
 
@@ -152,8 +156,9 @@ class SessionPages(Controller):
     @get("/", sync_to_thread=True, name="dashboard:sessions")
     def sessions(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
         filters = SessionsFilters.read(QueryReader(request.query_params))
+        cur = store.reader()
         found = list_sessions(
-            store.reader(),
+            cur,
             status=filters.status,
             name=filters.name,
             label=filters.label,
@@ -162,7 +167,8 @@ class SessionPages(Controller):
             limit=PER_PAGE + 1,
             offset=(filters.page - 1) * PER_PAGE,
         )
-        page = SessionsPage(filters, found[:PER_PAGE], len(found) > PER_PAGE)
+        paths = state_paths(cur, limit=PATHS_SUGGESTED)
+        page = SessionsPage(filters, found[:PER_PAGE], len(found) > PER_PAGE, paths)
         return render(request, "sessions.html", page, {"sessions-table": "_sessions_table.html"})
 
     @get("/{session_id:str}", sync_to_thread=True, name="dashboard:session")

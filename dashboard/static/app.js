@@ -60,8 +60,9 @@
     } catch (error) {
       return;
     }
-    var datasets = spec.datasets.map(function (d, i) {
-      var color = cssVar("--series-" + (i % 8), "#3b6ea5");
+    var coloured = 0;
+    var datasets = spec.datasets.map(function (d) {
+      var color = d.muted ? cssVar("--line-muted", "#9aa5b1") : cssVar("--series-" + (coloured++ % 8), "#3b6ea5");
       var dataset = {
         label: d.label,
         data: d.points,
@@ -118,7 +119,7 @@
             min: spec.y.min,
             max: spec.y.max,
             title: { display: true, text: spec.y.title },
-            ticks: { callback: function (v) { return valueText(v, ""); } }
+            ticks: { stepSize: spec.y.step, callback: function (v) { return valueText(v, ""); } }
           }
         },
         plugins: {

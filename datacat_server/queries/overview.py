@@ -44,11 +44,11 @@ class BranchHeadline(msgspec.Struct):
     status: str
     partial: bool
     passed: int
-    #: Failed tests and errors.
     failed: int
+    errors: int
     #: Tests that ended, by any outcome (subtests left out).
     tests: int
-    #: passed / (passed + failed); None without such tests.
+    #: passed / (passed + failed + errors); None without such tests.
     rate: float | None
     #: Seconds; None until it ends.
     duration: float | None
@@ -143,8 +143,7 @@ def headline(
     out = []
     for run in get_runs(cur, [row[0] for row in rows]):
         counts = run.counts
-        passed = counts.get("passed", 0)
-        failed = counts.get("failed", 0) + counts.get("error", 0)
+        passed, failed, errors = (counts.get(name, 0) for name in ("passed", "failed", "error"))
         out.append(
             BranchHeadline(
                 branch=run.branch,
@@ -154,8 +153,9 @@ def headline(
                 partial=run.partial,
                 passed=passed,
                 failed=failed,
+                errors=errors,
                 tests=sum(counts.get(name, 0) for name in TEST_OUTCOMES),
-                rate=_rate(passed, failed),
+                rate=_rate(passed, failed + errors),
                 duration=run.duration,
                 started_at=run.started_at,
                 commit=run.commit,

@@ -17,7 +17,12 @@ from litestar.testing import TestClient
 import dashboard
 from dashboard._errors import ErrorPage
 from dashboard.pages import failures, flaky, metrics, overview, runs, sessions, slow, sql, tests
+from datacat_client import wire
+from datacat_server.app import create_app
+from datacat_server.settings import Settings
+from datacat_server.store import Store
 from tests.dashboard.data import EVIL_NODEID, OTHER_PROJECT, PROJECT, SCRIPT, Filled
+from tests.server.records import RecordMaker
 
 Client = TestClient[Any]
 
@@ -78,14 +83,16 @@ def test_the_overview_s_problems_are_those_of_its_project(client: Client, filled
     assert filled.hung_session[:8] not in problems
     assert filled.other_project_run[:8] not in problems
     # ... but are counted, with a way to them
-    assert "2 sessions of other projects and programs hang or crashed" in problems
+    assert "Elsewhere (other projects and programs): 2 hung or crashed sessions" in problems
     assert 'href="/sessions?status=hung"' in problems
     billing = get(client, url("/", project=OTHER_PROJECT)).split("Hung and crashed")[1]
     billing = billing.split("Pass rate")[0]
     assert filled.other_project_run[:8] in billing
     assert filled.live_run[:8] not in billing
-    worker = get(client, url("/", project="Worker")).split("Hung and crashed")[1]
+    worker_page = get(client, url("/", project="Worker"))
+    worker = worker_page.split("Hung and crashed")[1]
     assert filled.hung_session[:8] in worker.split("Pass rate")[0]  # a program: its product
+    assert '<option value="Worker" selected>Worker</option>' in worker_page  # not a run project
 
 
 def test_the_overview_headline_shows_each_branch_s_latest_run(
@@ -99,13 +106,14 @@ def test_the_overview_headline_shows_each_branch_s_latest_run(
     assert '<span class="card-branch">main</span>' in main
     assert '<span class="badge s-hung">hung</span>' in main
     assert "100.0 %" in main
-    assert "1 test " in main
+    assert "1 test</span>" in main
     assert "still running" in main
     # feature-x: its one run, passed, 2 tests, in 12.5 s
     assert f'href="/runs/{filled.feature_run}"' in feature
     assert '<span class="badge r-passed">passed</span>' in feature
     assert "100.0 %" in feature
-    assert "2 tests · 12.50 s" in feature
+    assert "2 tests</span>" in feature
+    assert "12.50 s · <time" in feature
 
 
 def test_a_partial_run_is_marked_and_left_out_of_the_pass_rate_trend(
@@ -299,6 +307,27 @@ def test_flaky_slow_and_failures_pages(client: Client, filled: Filled) -> None:
     assert "/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop" in table
 
 
+def test_failures_sent_without_times_do_not_break_the_failures_page(tmp_path: Path) -> None:
+    # A client may leave out when a test started and stopped: such a cluster has no
+    # example to show, and the page says the rest.
+    store = Store(tmp_path / "timeless.duckdb", soft_flush_interval=0.05)
+    try:
+        maker = RecordMaker()
+        store.write_sync(
+            [
+                maker.start(product=PROJECT, name="pytest"),
+                maker.make(wire.RunStart, project=PROJECT),
+                maker.result("t.py::test_x", "failed", exc_type="ValueError", exc_message="no"),
+            ]
+        )
+        with TestClient(app=create_app(Settings(db_path=store.db.path), store=store)) as fresh:
+            table = get(fresh, "/failures").split('id="failures-table"')[1]
+            assert "<code>ValueError</code>" in table
+            assert "t.py::test_x" in table
+    finally:
+        store.close()
+
+
 def test_sessions_list_and_filters(client: Client, filled: Filled) -> None:
     body = get(client, "/sessions")
     assert filled.app_session[:8] in body
@@ -387,6 +416,7 @@ def test_per_test_metrics_of_a_run_are_points_per_test_in_their_unit(
         values = [p["y"] for p in dataset["points"]]
         assert values == sorted(values, reverse=True), name
         assert [p["x"] for p in dataset["points"]] == [1, 2, 3, 4]
+        assert (spec["x"]["min"], spec["x"]["max"]) == (0, 5)
         assert len(dataset["tips"]) == 4
         assert "t.py::test_slow" in dataset["tips"]
         assert set(dataset["outcomes"]) == {"passed", "failed"}
@@ -396,14 +426,13 @@ def test_per_test_metrics_of_a_run_are_points_per_test_in_their_unit(
     assert charts["test_duration"]["y"]["title"] == "test_duration (s)"
     assert charts["test_cpu_time"]["y"]["title"] == "test_cpu_time (ms)"
     # the table beside each: tests, the highest first, values in their unit
-    assert "<h3>test_rss_delta (bytes) " in body
+    assert "values, one per test</span></h3>" in body
     assert '<td class="num">6.0 MiB</td>' in body
     assert "1572864" not in body.split("<h2>Metrics</h2>")[1].split("<h2>Events</h2>")[0]
 
 
 def test_an_application_s_metrics_read_in_their_unit(client: Client, filled: Filled) -> None:
     body = get(client, f"/sessions/{filled.app_session}")
-    assert "<h3>latency (ms) " in body
     assert '<td class="num">250 ms</td>' in body
     latency = _session_charts(body)["latency"]
     assert latency["y"]["title"] == "latency (ms)"
@@ -417,8 +446,9 @@ def test_an_application_s_metrics_read_in_their_unit(client: Client, filled: Fil
     assert _chart_spec(rss, "metric-chart")["y"]["title"] == "test_rss_delta (MiB)"
 
 
-def test_the_metrics_explorer_suggests_the_state_paths_that_exist(client: Client) -> None:
-    body = get(client, "/metrics")
+@pytest.mark.parametrize("path", ["/metrics", "/sessions"])
+def test_state_path_fields_suggest_the_paths_that_exist(client: Client, path: str) -> None:
+    body = get(client, path)
     field = body.split('name="path"')[1].split("</label>")[0]
     assert 'list="state-paths"' in field
     options = re.findall(r'<option value="([^"]*)">', field.split('<datalist id="state-paths">')[1])

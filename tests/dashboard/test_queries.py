@@ -105,6 +105,7 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             partial=True,  # the branch has no whole run: its partial one stands
             passed=1,
             failed=0,
+            errors=0,
             tests=1,
             rate=1.0,
             duration=1.5,
@@ -119,6 +120,7 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             partial=False,
             passed=2,
             failed=1,
+            errors=0,
             tests=3,  # counted so far
             rate=pytest.approx(2 / 3),
             duration=None,
@@ -132,7 +134,8 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             status="ended",
             partial=False,
             passed=6,
-            failed=2,
+            failed=1,
+            errors=1,
             tests=10,  # subtests are not tests
             rate=0.75,
             duration=22.5,
