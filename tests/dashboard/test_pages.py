@@ -387,6 +387,18 @@ def test_a_session_page_shows_hang_stacks_as_the_run_page_does(
     assert "silent for 1 min 30 s" in hung
 
 
+def test_a_test_run_s_session_events_read_as_tests(client: Client, filled: Filled) -> None:
+    events = get(client, f"/sessions/{filled.failed_run}").split("<h2>Events</h2>")[1]
+    assert (
+        '<span class="badge o-failed">failed</span> <a class="nodeid"'
+        ' href="/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop">t.py::test_flaky</a>'
+    ) in events
+    assert "on gw0</span>" in events
+    assert '{"nodeid": "t.py::test_ok"' not in events  # no JSON for a test's result
+    exception = events.split('class="event event-exception"')[1].split("</li>")[0]
+    assert "in <a class=\"nodeid\"" in exception  # an exception names its test
+
+
 def test_a_string_ending_in_a_line_break_keeps_its_quote_on_its_line(
     client: Client, filled: Filled
 ) -> None:
