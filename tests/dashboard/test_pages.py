@@ -6,6 +6,7 @@ import dataclasses
 import html
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -307,25 +308,46 @@ def test_flaky_slow_and_failures_pages(client: Client, filled: Filled) -> None:
     assert "/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop" in table
 
 
-def test_failures_sent_without_times_do_not_break_the_failures_page(tmp_path: Path) -> None:
-    # A client may leave out when a test started and stopped: such a cluster has no
-    # example to show, and the page says the rest.
-    store = Store(tmp_path / "timeless.duckdb", soft_flush_interval=0.05)
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Store, Client]]:
+    """An empty store of its own, and a client of the app over it."""
+    store = Store(tmp_path / "fresh.duckdb", soft_flush_interval=0.05)
     try:
-        maker = RecordMaker()
-        store.write_sync(
-            [
-                maker.start(product=PROJECT, name="pytest"),
-                maker.make(wire.RunStart, project=PROJECT),
-                maker.result("t.py::test_x", "failed", exc_type="ValueError", exc_message="no"),
-            ]
-        )
-        with TestClient(app=create_app(Settings(db_path=store.db.path), store=store)) as fresh:
-            table = get(fresh, "/failures").split('id="failures-table"')[1]
-            assert "<code>ValueError</code>" in table
-            assert "t.py::test_x" in table
+        with TestClient(app=create_app(Settings(db_path=store.db.path), store=store)) as client:
+            yield store, client
     finally:
         store.close()
+
+
+def test_failures_sent_without_times_do_not_break_the_failures_page(
+    fresh: tuple[Store, Client],
+) -> None:
+    # A client may leave out when a test started and stopped: such a cluster has no
+    # example to show, and the page says the rest.
+    store, client = fresh
+    maker = RecordMaker()
+    store.write_sync(
+        [
+            maker.start(product=PROJECT, name="pytest"),
+            maker.make(wire.RunStart, project=PROJECT),
+            maker.result("t.py::test_x", "failed", exc_type="ValueError", exc_message="no"),
+        ]
+    )
+    table = get(client, "/failures").split('id="failures-table"')[1]
+    assert "<code>ValueError</code>" in table
+    assert "t.py::test_x" in table
+
+
+def test_an_empty_store_says_how_to_fill_it(fresh: tuple[Store, Client]) -> None:
+    _, client = fresh
+    overview_page = get(client, "/")
+    assert "No test run recorded yet." in overview_page
+    assert "<pre>pytest --datacat --datacat-url http://testserver.local</pre>" in overview_page
+    assert "datacat demo" in overview_page
+    assert "<form" not in overview_page.split("<main")[1]  # no filters over nothing
+    assert "Pass rate" not in overview_page
+    for path in ("/runs", "/flaky", "/slow", "/failures"):
+        assert "No test run recorded yet." in get(client, path), path
 
 
 def test_sessions_list_and_filters(client: Client, filled: Filled) -> None:
