@@ -418,7 +418,7 @@ def test_a_test_run_s_session_events_read_as_tests(client: Client, filled: Fille
     assert "on gw0</span>" in events
     assert '{"nodeid": "t.py::test_ok"' not in events  # no JSON for a test's result
     exception = events.split('class="event event-exception"')[1].split("</li>")[0]
-    assert "in <a class=\"nodeid\"" in exception  # an exception names its test
+    assert 'in <a class="nodeid"' in exception  # an exception names its test
 
 
 def test_a_string_ending_in_a_line_break_keeps_its_quote_on_its_line(
