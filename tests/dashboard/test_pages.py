@@ -223,7 +223,7 @@ def test_the_run_s_tests_are_paged_with_numbers_and_counts(
     assert f"1{DASH}2 of 2 results" not in failed  # one page: no pager
     assert '<nav class="pager"' not in failed
     past = get(client, f"/runs/{filled.failed_run}?page=9")
-    assert "There are only 2 pages." in past
+    assert "This list has only 2 pages." in past
     assert f'href="/runs/{filled.failed_run}?page=2" hx-get' in past  # "previous": the last
 
 
@@ -586,7 +586,9 @@ def test_runs_filters(client: Client, filled: Filled) -> None:
     feature = get(client, "/runs?branch=feature-x")
     assert filled.feature_run[:8] in feature
     assert filled.passed_run[:8] not in feature
-    assert get(client, "/runs?project=nope").count('href="/runs/') == 0
+    nope = get(client, "/runs?project=nope")
+    assert nope.count('href="/runs/') == 0
+    assert "No run matches these filters." in nope
     # Blank fields (what a form sends) mean "any".
     assert filled.failed_run[:8] in get(client, "/runs?project=&branch=&outcome=")
 
@@ -615,7 +617,7 @@ def test_window_filters_on_insight_pages(client: Client) -> None:
 
 def test_pagination_links_keep_the_filters(client: Client, filled: Filled) -> None:
     body = get(client, "/runs?branch=main&page=2")
-    assert "No runs." in body
+    assert "This list has only 1 page." in body
     assert 'href="/runs?branch=main"' in body  # "newer" goes back to page 1
 
 
