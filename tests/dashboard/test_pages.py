@@ -116,7 +116,8 @@ def test_the_overview_headline_shows_each_branch_s_latest_run(
     assert "2 tests</span>" in feature
     assert "12.50 s · <time" in feature
     # a run goes on: the headline refreshes with the live part
-    assert f'href="/runs/{filled.live_run}"' in fragment(client, "/", "overview-live")
+    live_part = fragment(client, "/", "overview-live")
+    assert f'<li><a class="card card-hung" href="/runs/{filled.live_run}"' in live_part
 
 
 def test_a_partial_run_is_marked_and_left_out_of_the_pass_rate_trend(
