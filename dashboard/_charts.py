@@ -1,34 +1,39 @@
 """Chart specifications: plain data a page embeds as JSON and ``app.js`` draws.
 
 A spec says what to draw, not how: line charts with axis titles (and units), whether x
-is time, and datasets of ``{x, y}`` points (x in epoch milliseconds on time axes).
+is time, optional bounds (``min``, ``max``) and tick ``step``, and datasets of ``{x, y}``
+points (x in epoch milliseconds on time axes) drawn as a line unless ``showLine`` is
+false.
 Optional per-point ``outcomes`` colour the points, ``tips`` add a line to their
-tooltip, ``links`` make a click open a page. Nothing here is executable; templates
+tooltip, ``links`` make a click open a page; a ``muted`` dataset is drawn in grey
+(the rest get the series colours in turn). Nothing here is executable; templates
 embed it with ``|tojson``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dashboard._format import bytes_delta, duration, epoch_ms, number
+from dashboard._format import duration, epoch_ms, metric_title, tag_value
 from datacat_server.queries.history import TestHistory
-from datacat_server.queries.metrics import MetricSeries
+from datacat_server.queries.metrics import TEST_METRICS, MetricSeries
 from datacat_server.queries.overview import PassRatePoint
 from datacat_server.queries.sessions import MetricOut
 
 __all__ = [
-    "KNOWN_UNITS",
     "SESSION_POINTS",
+    "SessionMetric",
     "duration_unit",
     "history_chart",
-    "metric_axis_title",
     "metric_chart",
-    "metric_value",
     "pass_rate_chart",
+    "rate_bounds",
     "session_metric_charts",
+    "value_scale",
 ]
 
 Spec = dict[str, Any]
@@ -38,27 +43,71 @@ MAX_SERIES = 8
 #: Points of one metric a session page draws (the latest): a test run logs a
 #: duration per test, and a live page redraws every few seconds.
 SESSION_POINTS = 2000
+#: The narrowest span of the pass-rate axis, in percentage points: a run of 99.2 %
+#: after one of 99.6 % is no cliff.
+MIN_RATE_SPAN = 10.0
 
 
 def _axis(title: str, *, time: bool = False, unit: str = "", **bounds: float) -> dict[str, Any]:
     return {"title": title, "time": time, "unit": unit, **bounds}
 
 
+def rate_bounds(percents: Sequence[float]) -> tuple[float, float]:
+    """The pass-rate axis for these values (%): their span and a margin, on multiples of
+    5, at least `MIN_RATE_SPAN` wide, within 0..100."""
+    if not percents:
+        return 0.0, 100.0
+    lo, hi = min(percents), max(percents)
+    margin = max((hi - lo) * 0.1, 1.0)
+    low = max(0.0, math.floor((lo - margin) / 5) * 5)
+    high = min(100.0, math.ceil((hi + margin) / 5) * 5)
+    if high - low < MIN_RATE_SPAN:
+        high = min(100.0, low + MIN_RATE_SPAN)
+        low = max(0.0, high - MIN_RATE_SPAN)
+    return low, high
+
+
 def pass_rate_chart(points: Sequence[PassRatePoint], run_href: Callable[[str], str]) -> Spec:
-    """Each finished run's pass rate (%) over run start time."""
-    shown = [(p, p.rate) for p in points if p.rate is not None]
+    """Each finished whole run's pass rate (%) over run start time, a line per branch
+    (the branches with the most runs; the others as loose points)."""
+    by_branch: dict[str, list[PassRatePoint]] = defaultdict(list)
+    for point in points:
+        if point.rate is not None:
+            by_branch[point.branch].append(point)
+    ranked = sorted(by_branch, key=lambda b: -len(by_branch[b]))
+    own, rest = ranked[: MAX_SERIES - 1], ranked[MAX_SERIES - 1 :]
+    groups = [(branch or "(no branch)", by_branch[branch], True) for branch in own]
+    if rest:
+        others = sorted(
+            (p for branch in rest for p in by_branch[branch]), key=lambda p: p.started_at
+        )
+        groups.append(("other branches", others, False))
+    datasets = []
+    for label, shown, line in groups:
+        datasets.append(
+            {
+                "label": label,
+                "points": [
+                    {"x": epoch_ms(p.started_at), "y": round((p.rate or 0) * 100, 2)} for p in shown
+                ],
+                "showLine": line,
+                "tips": [_rate_tip(p, with_branch=not line) for p in shown],
+                "links": [run_href(p.run) for p in shown],
+            }
+        )
+    low, high = rate_bounds([(p.rate or 0) * 100 for ps in by_branch.values() for p in ps])
+    span = high - low
+    step = 1 if span <= 10 else 5 if span <= 50 else 10  # ticks on the bounds' grid
     return {
         "x": _axis("Run started (UTC)", time=True),
-        "y": _axis("Pass rate (%)", unit="%", min=0, max=100),
-        "datasets": [
-            {
-                "label": "Pass rate",
-                "points": [{"x": epoch_ms(p.started_at), "y": round(r * 100, 2)} for p, r in shown],
-                "tips": [f"{p.branch}: {p.passed} passed, {p.failed} failed" for p, _ in shown],
-                "links": [run_href(p.run) for p, _ in shown],
-            }
-        ],
+        "y": _axis("Pass rate (%)", unit="%", min=low, max=high, step=step),
+        "datasets": datasets,
     }
+
+
+def _rate_tip(point: PassRatePoint, *, with_branch: bool) -> str:
+    counts = f"{point.passed:,} passed, {point.failed:,} failed"
+    return f"{point.branch}: {counts}" if with_branch and point.branch else counts
 
 
 def duration_unit(seconds: Sequence[float]) -> tuple[str, float]:
@@ -87,24 +136,53 @@ def history_chart(history: TestHistory, run_href: Callable[[str], str]) -> Spec:
     }
 
 
+#: Units values are scaled from: to seconds, and to bytes.
+_SECONDS = {"s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6}
+_BYTES = ("bytes", "byte", "B")
+_BINARY = (("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0), ("B", 1.0))
+
+
+def value_scale(unit: str, values: Sequence[float]) -> tuple[str, float]:
+    """The unit that reads best for these values logged in ``unit`` (``ms`` for
+    durations under a second, ``MiB`` for megabytes of bytes), and the factor that
+    turns a logged value into it. Other units stay as they are."""
+    if unit in _SECONDS:
+        label, scale = duration_unit([v * _SECONDS[unit] for v in values])
+        return label, scale * _SECONDS[unit]
+    if unit in _BYTES:
+        top = max((abs(v) for v in values), default=0.0)
+        label, size = next((name, size) for name, size in _BINARY if top >= size or size == 1)
+        return label, 1 / size
+    return unit, 1.0
+
+
 def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Spec:
-    """A metric over time: a series per session for every value, one line per aggregate."""
+    """A metric over time: a series per session for every value, one line per aggregate.
+
+    DataCat's per-test metrics are one value per test: their points are not joined."""
+    unit, scale = value_scale(series.unit, [p.value for p in series.points])
+    per_test = series.name in TEST_METRICS
     if series.aggregation == "all":
         by_session: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for point in series.points:
-            by_session[point.session_id].append((point.timestamp, point.value))
+            by_session[point.session_id].append((point.timestamp, point.value * scale))
         order = list(by_session)  # oldest first: the newest sessions get their own series
         older, newest = order[:-MAX_SERIES], order[-MAX_SERIES:]
         datasets = []
         if older:
             rest = sorted(value for session in older for value in by_session[session])
-            datasets.append(_dataset("older sessions", rest, show_line=False))
+            datasets.append({**_dataset("older sessions", rest, show_line=False), "muted": True})
         datasets += [
-            _dataset(f"session {session[:8]}", by_session[session], link=session_href(session))
+            _dataset(
+                f"session {session[:8]}",
+                by_session[session],
+                show_line=not per_test,
+                link=session_href(session),
+            )
             for session in newest
         ]
     else:
-        values = [(p.timestamp, p.value) for p in series.points]
+        values = [(p.timestamp, p.value * scale) for p in series.points]
         datasets = [
             {
                 **_dataset(f"{series.aggregation} per session", values),
@@ -113,7 +191,7 @@ def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Sp
         ]
     return {
         "x": _axis("Time (UTC)", time=True),
-        "y": _axis(metric_axis_title(series.name)),
+        "y": _axis(metric_title(series.name, unit), unit=unit),
         "datasets": datasets,
     }
 
@@ -131,41 +209,57 @@ def _dataset(
     return data
 
 
-#: Units of the metrics DataCat itself records (the pytest plugin's, per test).
-KNOWN_UNITS = {"test_duration": "s", "test_cpu_time": "s", "test_rss_delta": "bytes"}
+@dataclasses.dataclass(frozen=True)
+class SessionMetric:
+    """One metric of a session: its chart, and every value of it the page read."""
 
-
-def metric_axis_title(name: str) -> str:
-    """A metric's name, with its unit where DataCat knows it."""
-    unit = KNOWN_UNITS.get(name)
-    return f"{name} ({unit})" if unit else name
-
-
-def metric_value(name: str, value: float | None) -> str:
-    """A metric's value as text, in its unit where DataCat knows it (``12 ms``)."""
-    unit = KNOWN_UNITS.get(name)
-    if value is None or unit is None:
-        return number(value)
-    return duration(value) if unit == "s" else bytes_delta(round(value))
+    name: str
+    spec: Spec
+    values: list[MetricOut]
+    #: One value per test (charted by test, not over time).
+    per_test: bool
 
 
 def session_metric_charts(
     metrics: Sequence[MetricOut],
-) -> list[tuple[str, Spec, list[MetricOut]]]:
+    units: dict[str, str],
+    test_href: Callable[[str], str] | None = None,
+) -> list[SessionMetric]:
     """One chart per metric name of a session (its latest points), names sorted, with
-    the values of that name."""
+    the values of that name.
+
+    A metric whose every value is tagged ``nodeid=`` (DataCat's per-test metrics) has
+    one value per test: its chart is the tests ranked by value, highest first, each a
+    point coloured by its outcome (``test_href`` links it), never a line from one test
+    to another. Any other metric is a line over time.
+    """
     by_name: dict[str, list[MetricOut]] = defaultdict(list)
     for metric in metrics:
         by_name[metric.name].append(metric)
     charts = []
     for name in sorted(by_name):
         latest = by_name[name][-SESSION_POINTS:]
-        dataset = _dataset(name, [(m.timestamp, m.value) for m in latest])
-        dataset["tips"] = [", ".join(m.tags) for m in latest]
-        spec = {
-            "x": _axis("Time (UTC)", time=True),
-            "y": _axis(metric_axis_title(name)),
-            "datasets": [dataset],
-        }
-        charts.append((name, spec, by_name[name]))
+        unit, scale = value_scale(units.get(name, ""), [m.value for m in latest])
+        nodeids = [tag_value(m.tags, "nodeid") for m in latest]
+        per_test = all(nodeid is not None for nodeid in nodeids)
+        if per_test:
+            ranked = sorted(zip(latest, nodeids, strict=True), key=lambda mn: -mn[0].value)
+            dataset: dict[str, Any] = {
+                "label": name,
+                "points": [
+                    {"x": rank, "y": m.value * scale} for rank, (m, _) in enumerate(ranked, 1)
+                ],
+                "showLine": False,
+                "outcomes": [tag_value(m.tags, "outcome") or "" for m, _ in ranked],
+                "tips": [nodeid or "" for _, nodeid in ranked],
+            }
+            if test_href is not None:
+                dataset["links"] = [test_href(nodeid or "") for _, nodeid in ranked]
+            x = _axis("Tests, highest value first", min=0, max=len(ranked) + 1)
+        else:
+            dataset = _dataset(name, [(m.timestamp, m.value * scale) for m in latest])
+            dataset["tips"] = [", ".join(m.tags) for m in latest]
+            x = _axis("Time (UTC)", time=True)
+        spec = {"x": x, "y": _axis(metric_title(name, unit), unit=unit), "datasets": [dataset]}
+        charts.append(SessionMetric(name, spec, by_name[name], per_test))
     return charts

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from markupsafe import Markup, escape
+
 __all__ = [
     "FILTERS",
+    "byte_size",
     "bytes_delta",
     "count_items",
     "duration",
     "epoch_ms",
     "factor",
     "json_preview",
+    "metric_title",
+    "metric_value",
+    "nodeid_breaks",
     "number",
     "percent",
     "pretty_json",
     "safe_url",
     "short_commit",
+    "tag_value",
+    "traceback_html",
     "utc",
 ]
 
@@ -76,6 +85,72 @@ def bytes_delta(value: int | None) -> str:
             return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def byte_size(value: float | None) -> str:
+    """A size in bytes as ``1.5 MiB`` (``-200 KiB`` for a negative change)."""
+    if value is None:
+        return _DASH
+    text = bytes_delta(round(value))
+    return text[1:] if text.startswith("+") else text
+
+
+#: Units a value is formatted in rather than printed after.
+_DURATION_UNITS = {"s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6}
+_BYTE_UNITS = ("bytes", "byte", "B")
+
+
+def metric_value(value: float | None, unit: str = "") -> str:
+    """A metric's value as text in its unit: durations (``s``, ``ms``) as ``12 ms``,
+    sizes (``bytes``) as ``1.5 MiB``, anything else as the number and its unit."""
+    if value is None:
+        return _DASH
+    if unit in _DURATION_UNITS:
+        return duration(value * _DURATION_UNITS[unit])
+    if unit in _BYTE_UNITS:
+        return byte_size(value)
+    text = number(value)
+    return f"{text} {unit}" if unit else text
+
+
+def metric_title(name: str, unit: str = "") -> str:
+    """A metric's name with its unit: ``test_duration (s)``."""
+    return f"{name} ({unit})" if unit else name
+
+
+def nodeid_breaks(nodeid: str | None) -> Markup:
+    """A node id, escaped, with line break opportunities (``<wbr>``) after ``::`` and
+    ``/`` and before ``[``: a long id wraps between its parts, never inside a name."""
+    if not nodeid:
+        return Markup("")
+    parts = re.split(r"(?<=::)|(?<=/)|(?=\[)", nodeid)
+    return Markup("<wbr>").join(escape(part) for part in parts if part)
+
+
+#: pytest's explanation lines (``E       assert 1 == 2``) and the line that failed.
+_EXPLANATION = re.compile(r"E(?: |$)")
+
+
+def traceback_html(text: str | None) -> Markup:
+    """A traceback, escaped, with pytest's ``E`` lines marked ``tb-e`` and the failing
+    line (``>``) ``tb-here``, so that they stand out and a browser can scroll to them."""
+    if not text:
+        return Markup("")
+    out = []
+    for line in text.splitlines(keepends=True):
+        if _EXPLANATION.match(line):
+            out.append(Markup('<span class="tb-e">{}</span>').format(line))
+        elif line.startswith(">"):
+            out.append(Markup('<span class="tb-here">{}</span>').format(line))
+        else:
+            out.append(escape(line))
+    return Markup("").join(out)
+
+
+def tag_value(tags: list[str], key: str) -> str | None:
+    """The value of a ``key=value`` tag (``nodeid=t.py::test_x``), or None."""
+    prefix = key + "="
+    return next((tag[len(prefix) :] for tag in tags if tag.startswith(prefix)), None)
 
 
 def _parse(text: str) -> dt.datetime | None:
@@ -169,6 +244,10 @@ def traceback_text(value: Any) -> str:
 
 
 FILTERS = {
+    "nodeid_breaks": nodeid_breaks,
+    "traceback_html": traceback_html,
+    "byte_size": byte_size,
+    "tag_value": tag_value,
     "offset": offset,
     "traceback_text": traceback_text,
     "count_items": count_items,

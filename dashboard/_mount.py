@@ -17,9 +17,8 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from dashboard._charts import metric_axis_title, metric_value
 from dashboard._errors import ERROR_HANDLERS, browser_not_found
-from dashboard._format import FILTERS
+from dashboard._format import FILTERS, metric_title, metric_value
 from dashboard._headers import SECURITY_HEADERS
 from dashboard._links import history_href, run_href, session_href, sql_download_href
 from dashboard._params import href
@@ -67,7 +66,7 @@ def _configure(engine: JinjaTemplateEngine) -> None:
         session_href=session_href,
         history_href=history_href,
         sql_download_href=sql_download_href,
-        metric_title=metric_axis_title,
+        metric_title=metric_title,
         metric_value=metric_value,
     )
 

@@ -13,7 +13,13 @@ from dashboard._charts import Spec, metric_chart
 from dashboard._links import session_href
 from dashboard._params import QueryReader
 from dashboard._render import render
-from datacat_server.queries.metrics import AGGREGATIONS, MetricSeries, metric_names, metric_series
+from datacat_server.queries.metrics import (
+    AGGREGATIONS,
+    MetricSeries,
+    metric_names,
+    metric_series,
+    state_paths,
+)
 from datacat_server.queries.state_filter import FILTERS
 from datacat_server.store import Store
 
@@ -23,6 +29,8 @@ __all__ = ["MetricPages", "MetricsFilters", "MetricsPage"]
 POINTS = 5000
 #: Rows of the table fallback.
 TABLE_ROWS = 500
+#: State paths suggested for the filter (those most sessions have).
+PATHS_SUGGESTED = 200
 
 FILTER_LABELS = {
     "none": "no filter",
@@ -63,6 +71,8 @@ class MetricsPage:
 
     filters: MetricsFilters
     names: list[str]
+    #: Dot paths in the current state of recent sessions, for the path field.
+    paths: list[str]
     #: None until there is a metric to show.
     series: MetricSeries | None
     chart: Spec | None
@@ -96,5 +106,6 @@ class MetricPages(Controller):
                 limit=POINTS,
             )
         chart = None if series is None else metric_chart(series, session_href)
-        page = MetricsPage(filters, names, series, chart)
+        paths = state_paths(cur, limit=PATHS_SUGGESTED)
+        page = MetricsPage(filters, names, paths, series, chart)
         return render(request, "metrics.html", page, {"metrics-result": "_metrics_result.html"})

@@ -11,6 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
 
+from dashboard._paging import Paging
 from dashboard._params import QueryReader, filters_href
 from dashboard._render import render
 from dashboard._window import ProjectChoice
@@ -20,6 +21,8 @@ from datacat_server.queries.runs import (
     HangEvent,
     RunInfo,
     TestRow,
+    count_run_tests,
+    count_runs,
     get_run,
     list_runs,
     run_hangs,
@@ -44,6 +47,8 @@ RUN_OUTCOMES = (
 RUNS_PER_PAGE = 50
 TESTS_PER_PAGE = 200
 SLOWEST = 10
+#: Failures whose traceback a run page shows open (the rest fold, to keep it short).
+OPEN_TRACEBACKS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +79,7 @@ class RunsPage:
     filters: RunsFilters
     projects: list[ProjectChoice]
     runs: list[RunInfo]
-    has_next: bool
+    paging: Paging
     outcomes: tuple[str, ...] = RUN_OUTCOMES
 
 
@@ -105,10 +110,12 @@ class RunPage:
     filters: RunTestFilters
     #: Failures and errors first, then by node id; filtered and paged.
     tests: list[TestRow]
-    has_next: bool
+    paging: Paging
     slowest: list[TestRow]
     hangs: list[HangEvent]
     outcomes: tuple[str, ...] = OUTCOMES
+    #: The first failures of a page show their traceback open.
+    open_tracebacks: int = OPEN_TRACEBACKS
 
     @property
     def live(self) -> bool:
@@ -128,19 +135,13 @@ class RunPages(Controller):
     def runs(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
         filters = RunsFilters.read(QueryReader(request.query_params))
         cur = store.reader()
-        found = list_runs(
-            cur,
-            project=filters.project,
-            branch=filters.branch,
-            outcome=filters.outcome,
-            limit=RUNS_PER_PAGE + 1,
-            offset=(filters.page - 1) * RUNS_PER_PAGE,
-        )
+        chosen = {"project": filters.project, "branch": filters.branch, "outcome": filters.outcome}
+        paging = Paging(filters.page, RUNS_PER_PAGE, count_runs(cur, **chosen))
         page = RunsPage(
             filters=filters,
             projects=[ProjectChoice(name, branches) for name, branches in projects(cur)],
-            runs=found[:RUNS_PER_PAGE],
-            has_next=len(found) > RUNS_PER_PAGE,
+            runs=list_runs(cur, **chosen, limit=RUNS_PER_PAGE, offset=paging.offset),
+            paging=paging,
         )
         return render(request, "runs.html", page, {"runs-table": "_runs_table.html"})
 
@@ -156,19 +157,21 @@ class RunPages(Controller):
         run = get_run(cur, run_id)
         if run is None:
             raise NotFoundException(f"There is no run {run_id!r}.")
+        total = count_run_tests(cur, run.id, outcome=filters.outcome, search=filters.q)
+        paging = Paging(filters.page, TESTS_PER_PAGE, total)
         tests = run_tests(
             cur,
             run.id,
             outcome=filters.outcome,
             search=filters.q,
-            limit=TESTS_PER_PAGE + 1,
-            offset=(filters.page - 1) * TESTS_PER_PAGE,
+            limit=TESTS_PER_PAGE,
+            offset=paging.offset,
         )
         page = RunPage(
             run=run,
             filters=filters,
-            tests=tests[:TESTS_PER_PAGE],
-            has_next=len(tests) > TESTS_PER_PAGE,
+            tests=tests,
+            paging=paging,
             slowest=run_tests(cur, run.id, order="slowest", limit=SLOWEST),
             hangs=run_hangs(cur, run.id),
         )

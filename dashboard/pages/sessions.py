@@ -12,8 +12,10 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from dashboard._charts import SESSION_POINTS, Spec, session_metric_charts
+from dashboard._links import history_href
 from dashboard._params import BadFilter, QueryReader, filters_href
 from dashboard._render import render
+from datacat_server.queries.metrics import session_metric_units, state_paths
 from datacat_server.queries.runs import RunInfo, get_run
 from datacat_server.queries.sessions import (
     STATUSES,
@@ -35,6 +37,8 @@ PER_PAGE = 50
 EVENTS_SHOWN = 300
 STATE_PATCHES_SHOWN = 200
 METRIC_ROWS_SHOWN = 100
+#: State paths suggested for the state filter (those most sessions have).
+PATHS_SUGGESTED = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,17 +78,26 @@ class SessionsPage:
     filters: SessionsFilters
     sessions: list[SessionSummary]
     has_next: bool
+    #: Dot paths in the current state of recent sessions, for the path field.
+    paths: list[str]
     statuses: tuple[str, ...] = STATUSES
 
 
 @dataclasses.dataclass(frozen=True)
 class MetricChart:
-    """One metric of a session: its chart and its latest values (the table fallback)."""
+    """One metric of a session: its chart and values for the table that stands in for it
+    (the latest; the highest of a per-test metric)."""
 
     name: str
+    #: The unit its values were logged in (``""`` when not said).
+    unit: str
+    #: One value per test (DataCat's own metrics of a test run), charted by test.
+    per_test: bool
     spec: Spec
     latest: list[MetricOut]
+    #: Values in the session, and how many of them (the latest) the page read.
     count: int
+    read: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +121,32 @@ class SessionPage:
         return self.session.status in ("running", "hung")
 
 
-def _charts(metrics: list[MetricOut], totals: dict[str, int]) -> list[MetricChart]:
-    out = []
-    for name, spec, values in session_metric_charts(metrics):
-        count = totals.get(name, len(values))
-        out.append(MetricChart(name, spec, values[-METRIC_ROWS_SHOWN:][::-1], count))
-    return out
+def _charts(
+    metrics: list[MetricOut], totals: dict[str, int], units: dict[str, str], run: RunInfo | None
+) -> list[MetricChart]:
+    def test_href(nodeid: str) -> str:
+        return history_href(nodeid, run.project if run else None)
+
+    return [
+        MetricChart(
+            name=chart.name,
+            unit=units.get(chart.name, ""),
+            per_test=chart.per_test,
+            spec=chart.spec,
+            latest=_table_rows(chart.values, per_test=chart.per_test),
+            count=totals.get(chart.name, len(chart.values)),
+            read=len(chart.values),
+        )
+        for chart in session_metric_charts(metrics, units, test_href)
+    ]
+
+
+def _table_rows(values: list[MetricOut], *, per_test: bool) -> list[MetricOut]:
+    """The values a chart's table shows: the highest of a per-test metric, else the
+    latest, newest first."""
+    if per_test:
+        return sorted(values, key=lambda v: -v.value)[:METRIC_ROWS_SHOWN]
+    return values[-METRIC_ROWS_SHOWN:][::-1]
 
 
 class SessionPages(Controller):
@@ -123,8 +156,9 @@ class SessionPages(Controller):
     @get("/", sync_to_thread=True, name="dashboard:sessions")
     def sessions(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
         filters = SessionsFilters.read(QueryReader(request.query_params))
+        cur = store.reader()
         found = list_sessions(
-            store.reader(),
+            cur,
             status=filters.status,
             name=filters.name,
             label=filters.label,
@@ -133,7 +167,8 @@ class SessionPages(Controller):
             limit=PER_PAGE + 1,
             offset=(filters.page - 1) * PER_PAGE,
         )
-        page = SessionsPage(filters, found[:PER_PAGE], len(found) > PER_PAGE)
+        paths = state_paths(cur, limit=PATHS_SUGGESTED)
+        page = SessionsPage(filters, found[:PER_PAGE], len(found) > PER_PAGE, paths)
         return render(request, "sessions.html", page, {"sessions-table": "_sessions_table.html"})
 
     @get("/{session_id:str}", sync_to_thread=True, name="dashboard:session")
@@ -149,13 +184,15 @@ class SessionPages(Controller):
             raise NotFoundException(f"There is no session {session_id!r}.")
         found = view.session
         patches = state_history(cur, found.id)
+        run = get_run(cur, found.id)
+        units = session_metric_units(cur, found.id)
         page = SessionPage(
             session=found,
-            run=get_run(cur, found.id),
+            run=run,
             history=patches[-STATE_PATCHES_SHOWN:],
             history_total=len(patches),
             events=found.events,
             events_total=view.events_total,
-            charts=_charts(found.metrics, view.metric_totals),
+            charts=_charts(found.metrics, view.metric_totals, units, run),
         )
         return render(request, "session.html", page, {"session-live": "_session_live.html"})

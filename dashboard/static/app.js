@@ -60,8 +60,9 @@
     } catch (error) {
       return;
     }
-    var datasets = spec.datasets.map(function (d, i) {
-      var color = cssVar("--series-" + (i % 8), "#3b6ea5");
+    var coloured = 0;
+    var datasets = spec.datasets.map(function (d) {
+      var color = d.muted ? cssVar("--line-muted", "#9aa5b1") : cssVar("--series-" + (coloured++ % 8), "#3b6ea5");
       var dataset = {
         label: d.label,
         data: d.points,
@@ -77,7 +78,7 @@
         var colors = d.outcomes.map(function (o) { return cssVar("--o-" + o, "#888"); });
         dataset.pointBackgroundColor = colors;
         dataset.pointBorderColor = colors;
-        dataset.pointRadius = 4;
+        dataset.pointRadius = d.points.length > 300 ? 2 : 4;
         dataset.borderColor = cssVar("--line-muted", "#9aa5b1");
       }
       return dataset;
@@ -103,13 +104,14 @@
         scales: {
           x: {
             type: "linear",
-            min: xBounds.min,
-            max: xBounds.max,
+            min: spec.x.min !== undefined ? spec.x.min : xBounds.min,
+            max: spec.x.max !== undefined ? spec.x.max : xBounds.max,
             title: { display: true, text: spec.x.title },
             ticks: {
               maxRotation: 0,
               autoSkipPadding: 24,
-              callback: function (v) { return spec.x.time ? timeTick(v, this.max - this.min) : v; }
+              precision: spec.x.time ? undefined : 0,
+              callback: function (v) { return spec.x.time ? timeTick(v, this.max - this.min) : valueText(v, ""); }
             }
           },
           y: {
@@ -117,7 +119,7 @@
             min: spec.y.min,
             max: spec.y.max,
             title: { display: true, text: spec.y.title },
-            ticks: { callback: function (v) { return valueText(v, ""); } }
+            ticks: { stepSize: spec.y.step, callback: function (v) { return valueText(v, ""); } }
           }
         },
         plugins: {
@@ -151,6 +153,38 @@
     if (table && !table.hasAttribute("data-kept")) table.open = false;
   }
 
+  /* A traceback opens on what matters: pytest's E lines (the assertion and its
+   * explanation) with a few lines above them; a traceback without them (Python's own
+   * format) on its end, where the exception is. */
+  function showExplanation(pre) {
+    if (pre.scrollHeight <= pre.clientHeight) return;
+    var first = pre.querySelector(".tb-e");
+    if (!first) {
+      pre.scrollTop = pre.scrollHeight;
+      return;
+    }
+    var line = parseFloat(getComputedStyle(pre).lineHeight) || 16;
+    var top = first.getBoundingClientRect().top - pre.getBoundingClientRect().top + pre.scrollTop;
+    pre.scrollTop = Math.max(0, top - 4 * line);
+  }
+
+  /* Each traceback once, when it arrives open: a refresh elsewhere on the page must
+   * not move one a reader scrolled. */
+  function showExplanations(root) {
+    root.querySelectorAll("details.tb[open] > pre.tb-text:not([data-shown])").forEach(function (pre) {
+      pre.setAttribute("data-shown", "");
+      showExplanation(pre);
+    });
+  }
+
+  document.addEventListener("toggle", function (e) {
+    var details = e.target;
+    if (details.open && details.matches && details.matches("details.tb")) {
+      var pre = details.querySelector(":scope > pre.tb-text");
+      if (pre) showExplanation(pre);
+    }
+  }, true);
+
   /* What was open or folded before a live part refreshed, by data-key. */
   var kept = {};
 
@@ -174,6 +208,7 @@
     });
     kept = {};
     document.querySelectorAll("canvas[data-chart]").forEach(buildChart);
+    showExplanations(document);
   }
 
   document.addEventListener("DOMContentLoaded", refresh);

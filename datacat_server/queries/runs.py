@@ -14,7 +14,10 @@ __all__ = [
     "HangEvent",
     "RunInfo",
     "TestRow",
+    "count_run_tests",
+    "count_runs",
     "get_run",
+    "get_runs",
     "list_runs",
     "run_hangs",
     "run_tests",
@@ -57,6 +60,9 @@ class RunInfo(msgspec.Struct):
     labels: dict[str, str]
     #: Tests started and not finished (the test a crashed run was in).
     in_progress: dict[str, Any]
+    #: Only part of the suite was selected (``-k``, ``-m``, ``--lf``, named files): its
+    #: pass rate and duration do not compare with whole runs.
+    partial: bool
 
 
 class TestRow(msgspec.Struct):
@@ -98,7 +104,7 @@ _RUN_COLUMNS = """
     s.id::VARCHAR, u.project, u.branch, u."commit", u.dirty, s.status, u.status, u.reason,
     u.exit_status, u.counts, u.duration, u.started_at, u.finished_at, u.ci_provider, u.ci_url,
     u.python_version, u.python_implementation, u.platform, u.hostname, u.pytest_version,
-    u.plugins, u.args, u.workers, s.labels, s.in_progress
+    u.plugins, u.args, u.workers, s.labels, s.in_progress, u.partial
 """
 
 
@@ -129,6 +135,7 @@ def _run(row: tuple[Any, ...]) -> RunInfo:
         workers=row[22],
         labels=dict(row[23] or {}),
         in_progress=decode_json(row[24]) or {},
+        partial=bool(row[25]),
     )
 
 
@@ -143,6 +150,31 @@ def list_runs(
 ) -> list[RunInfo]:
     """Runs, newest first, optionally of one project, branch or outcome (``running``:
     not finished yet, whether alive, hung or crashed)."""
+    where, params = _runs_where(project, branch, outcome)
+    rows = cur.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
+        f" WHERE {where} ORDER BY u.received_at DESC, u.sid DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return _with_counts_so_far(cur, [_run(row) for row in rows])
+
+
+def count_runs(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    project: str | None = None,
+    branch: str | None = None,
+    outcome: str | None = None,
+) -> int:
+    """How many runs `list_runs` pages through with these filters."""
+    where, params = _runs_where(project, branch, outcome)
+    rows = cur.execute(f"SELECT count(*) FROM runs u WHERE {where}", params).fetchall()
+    return int(rows[0][0])
+
+
+def _runs_where(
+    project: str | None, branch: str | None, outcome: str | None
+) -> tuple[str, list[Any]]:
     where, params = ["TRUE"], []
     for column, value in (("u.project", project), ("u.branch", branch)):
         if value:
@@ -153,12 +185,7 @@ def list_runs(
     elif outcome:
         where.append("u.status = ?")
         params.append(outcome)
-    rows = cur.execute(
-        f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
-        f" WHERE {' AND '.join(where)} ORDER BY u.received_at DESC, u.sid DESC LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
-    return _with_counts_so_far(cur, [_run(row) for row in rows])
+    return " AND ".join(where), params
 
 
 def _with_counts_so_far(cur: duckdb.DuckDBPyConnection, runs: list[RunInfo]) -> list[RunInfo]:
@@ -190,15 +217,22 @@ def _with_counts_so_far(cur: duckdb.DuckDBPyConnection, runs: list[RunInfo]) -> 
 
 def get_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunInfo | None:
     """One run (its session id), or None."""
-    key = parse_session_id(run_id)
-    if key is None:
-        return None
+    found = get_runs(cur, [run_id])
+    return found[0] if found else None
+
+
+def get_runs(cur: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[RunInfo]:
+    """The runs of these session ids that exist, in the order given."""
+    keys = [key for key in map(parse_session_id, run_ids) if key is not None]
+    if not keys:
+        return []
     rows = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
-        " WHERE s.id = CAST(? AS UUID)",
-        [key],
+        " WHERE s.id IN (SELECT unnest(?::UUID[]))",
+        [keys],
     ).fetchall()
-    return _with_counts_so_far(cur, [_run(rows[0])])[0] if rows else None
+    found = {run.id: run for run in _with_counts_so_far(cur, [_run(row) for row in rows])}
+    return [found[key] for key in keys if key in found]
 
 
 _TEST_COLUMNS = """
@@ -217,6 +251,38 @@ _ORDERS = {
 }
 
 
+def _tests_where(key: str, outcome: str | None, search: str | None) -> tuple[str, list[Any]]:
+    where, params = ["s.id = CAST(? AS UUID)"], [key]
+    if outcome:
+        where.append("r.outcome::VARCHAR = ?")
+        params.append(outcome)
+    if search:
+        where.append("(t.nodeid ILIKE ? ESCAPE '\\' OR r.subtest ILIKE ? ESCAPE '\\')")
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [pattern, pattern]
+    return " AND ".join(where), params
+
+
+def count_run_tests(
+    cur: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    outcome: str | None = None,
+    search: str | None = None,
+) -> int:
+    """How many results `run_tests` pages through with these filters."""
+    key = parse_session_id(run_id)
+    if key is None:
+        return 0
+    where, params = _tests_where(key, outcome, search)
+    join_tests = " JOIN tests t USING (test_id)" if search else ""
+    rows = cur.execute(
+        f"SELECT count(*) FROM results r JOIN sessions s USING (sid){join_tests} WHERE {where}",
+        params,
+    ).fetchall()
+    return int(rows[0][0])
+
+
 def run_tests(
     cur: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -232,18 +298,11 @@ def run_tests(
     key = parse_session_id(run_id)
     if key is None:
         return []
-    where, params = ["s.id = CAST(? AS UUID)"], [key]
-    if outcome:
-        where.append("r.outcome::VARCHAR = ?")
-        params.append(outcome)
-    if search:
-        where.append("(t.nodeid ILIKE ? ESCAPE '\\' OR r.subtest ILIKE ? ESCAPE '\\')")
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params += [pattern, pattern]
+    where, params = _tests_where(key, outcome, search)
     rows = cur.execute(
         f"SELECT {_TEST_COLUMNS} FROM results r JOIN sessions s USING (sid)"
         " JOIN tests t USING (test_id) LEFT JOIN result_details d USING (sid, seq)"
-        f" WHERE {' AND '.join(where)}"
+        f" WHERE {where}"
         f" ORDER BY {_ORDERS.get(order, _ORDERS['failures'])} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()

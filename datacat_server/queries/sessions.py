@@ -22,6 +22,8 @@ __all__ = [
     "StatePatch",
     "get_session",
     "list_sessions",
+    "problem_sessions",
+    "problems_elsewhere",
     "session_json",
     "session_row",
     "session_view",
@@ -353,20 +355,56 @@ def list_sessions(
         f" WHERE {' AND '.join(where)} ORDER BY s.sid DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
-    return [
-        SessionSummary(
-            id=row[0],
-            name=row[1],
-            product=row[2],
-            version=row[3],
-            labels=dict(row[4] or {}),
-            status=row[5],
-            created_at=iso(row[6]) or "",
-            updated_at=iso(row[7]) or "",
-            ended_at=iso(row[8]),
-        )
-        for row in rows
-    ]
+    return [_summary(row) for row in rows]
+
+
+def _summary(row: tuple[Any, ...]) -> SessionSummary:
+    return SessionSummary(
+        id=row[0],
+        name=row[1],
+        product=row[2],
+        version=row[3],
+        labels=dict(row[4] or {}),
+        status=row[5],
+        created_at=iso(row[6]) or "",
+        updated_at=iso(row[7]) or "",
+        ended_at=iso(row[8]),
+    )
+
+
+#: Sessions in trouble, and what a session belongs to: a test run's session to its
+#: run's project, any other program's to its product.
+_PROBLEMS = """
+    FROM session_status s LEFT JOIN runs u USING (sid)
+    WHERE s.ended_at IS NULL AND s.status IN ('hung', 'crashed')
+"""
+_OWNER = "coalesce(u.project, s.product)"
+
+
+def problem_sessions(
+    cur: duckdb.DuckDBPyConnection, project: str | None, *, limit: int = 10
+) -> list[SessionSummary]:
+    """Sessions that hang or crashed, the latest heard of first: those of ``project``
+    (a test run's session belongs to its run's project, another program's to its
+    product), or of every project when it is None."""
+    where, params = ("TRUE", []) if project is None else (f"{_OWNER} = ?", [project])
+    rows = cur.execute(
+        "SELECT s.id::VARCHAR, s.name, s.product, s.version, s.labels, s.status,"
+        f" s.created_at, s.updated_at, s.ended_at {_PROBLEMS} AND {where}"
+        " ORDER BY s.updated_at DESC, s.sid DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [_summary(row) for row in rows]
+
+
+def problems_elsewhere(cur: duckdb.DuckDBPyConnection, project: str | None) -> int:
+    """How many sessions hang or crashed outside ``project`` (0 when it is None)."""
+    if project is None:
+        return 0
+    rows = cur.execute(
+        f"SELECT count(*) {_PROBLEMS} AND {_OWNER} IS DISTINCT FROM ?", [project]
+    ).fetchall()
+    return int(rows[0][0])
 
 
 def state_history(cur: duckdb.DuckDBPyConnection, session_id: str) -> list[StatePatch]:

@@ -1,4 +1,5 @@
-"""A small store with known contents for the page tests: runs, a live run, sessions.
+"""A small store with known contents for the page tests: runs, a partial run, a live
+run, sessions, and a hung run of another project.
 
 The node id and parameters of one test hold markup, quotes, unicode and a newline, so
 every page that shows it proves it is escaped.
@@ -19,7 +20,15 @@ SCRIPT = "<script>alert(1)</script>"
 EVIL_PARAM = f"{SCRIPT}-\"q\"-'s'-ünï ☃-line1\nline2"
 EVIL_NODEID = f"test_evil.py::test_evil[{EVIL_PARAM}]"
 PROJECT = "shop"
+#: Another project, with one run that hangs: it must not show on the shop's overview.
+OTHER_PROJECT = "billing"
 T0 = 1_800_000_000.0
+#: A pytest traceback whose explanation (the ``E`` lines) comes after many frames.
+LONG_TRACEBACK = (
+    "".join(f"t.py:{n}: in helper_{n}\n    return helper_{n + 1}()\n" for n in range(40))
+    + "    def helper_40():\n>       assert compute() == 2\n"
+    + "E       assert 1 == 2\nE        +  where 1 = compute()\n\nt.py:80: AssertionError"
+)
 
 
 @dataclasses.dataclass
@@ -28,8 +37,10 @@ class Filled:
 
     passed_run: str
     failed_run: str
+    partial_run: str
     live_run: str
     feature_run: str
+    other_project_run: str
     app_session: str
     hung_session: str
 
@@ -42,15 +53,19 @@ def _run(
     branch: str = "main",
     commit: str = "c0ffee1234567890",
     finish: bool = True,
+    partial: bool = False,
+    project: str = PROJECT,
 ) -> str:
     maker = RecordMaker()
     start = T0 + number * 3600
     records: list[Any] = [
-        maker.start(product=PROJECT, name="pytest", labels={"ci": SCRIPT}),
+        maker.start(product=project, name="pytest", labels={"ci": SCRIPT}),
         maker.make(
             wire.RunStart,
-            project=PROJECT,
+            project=project,
             branch=branch,
+            partial=partial,
+            args=["-k", "test_only_here"] if partial else [],
             commit=commit,
             ci_provider="github-actions",
             ci_url="javascript:alert(1)" if number == 1 else "https://ci.example/run/1",
@@ -72,10 +87,12 @@ def _run(
                 timestamp=start + index + 1,
                 exc_type="AssertionError" if failed else None,
                 exc_message=f"boom {SCRIPT} 42" if failed else None,
-                traceback=f'Traceback:\n  File "t.py"\n{SCRIPT}\nAssertionError'
+                traceback=(LONG_TRACEBACK if nodeid == "t.py::test_flaky" else _SHORT_TRACEBACK)
                 if failed
                 else None,
                 worker="gw0",
+                cpu_time=0.005 * (index + 1),
+                rss_delta=1_572_864 * (index + 1),
             )
         )
     if finish:
@@ -96,8 +113,22 @@ def _run(
     return maker.session_id
 
 
+_SHORT_TRACEBACK = f'Traceback:\n  File "t.py"\n{SCRIPT}\nAssertionError'
+
+
 def fill(store: Store) -> Filled:
-    """Write the test data: three finished runs, one live run, two app sessions."""
+    """Write the test data: a hung run of another project, three finished runs, a
+    partial run, one live run, two app sessions."""
+    other_project_run = _run(
+        store, -1, project=OTHER_PROJECT, outcomes={"b.py::test_bill": "passed"}, finish=False
+    )
+    store.write_sync(
+        [
+            RecordMaker(other_project_run, start=1000).event(
+                "application_appears_hung", {"nodeid": "b.py::test_pay", "threads": []}
+            )
+        ]
+    )
     passed_run = _run(
         store,
         0,
@@ -125,8 +156,10 @@ def fill(store: Store) -> Filled:
         commit="feedbeef00000000",
         outcomes={"t.py::test_ok": "passed", "t.py::test_flaky": "passed"},
     )
+    # `-k test_only_here`: one test, failed. Plotted like a whole run, a 0 % cliff.
+    partial_run = _run(store, 3, partial=True, outcomes={"t.py::test_only_here": "failed"})
     live = RecordMaker()
-    live_run = _run(store, 3, outcomes={"t.py::test_ok": "passed"}, finish=False)
+    live_run = _run(store, 4, outcomes={"t.py::test_ok": "passed"}, finish=False)
     live.session_id = live_run
     live.seq = 1000
     store.write_sync(
@@ -157,7 +190,7 @@ def fill(store: Store) -> Filled:
                 state={"window": {"open": ["Main"], "title": SCRIPT}, SCRIPT: "key"},
             ),
             app.make(wire.StateUpdate, state={"window": {"open": ["Main", "Inspector"]}}),
-            app.make(wire.StateUpdate, state={"theme": "dark"}),
+            app.make(wire.StateUpdate, state={"theme": "dark", "note": "two\nlines\n"}),
             app.event("window_opened", {"window": "Inspector", "note": SCRIPT}),
             app.event(
                 "exception",
@@ -174,6 +207,7 @@ def fill(store: Store) -> Filled:
             app.make(wire.Metric, name="fps", value=59.5, tags=["gpu"], timestamp=now - 3),
             app.make(wire.Metric, name="fps", value=30.0, tags=["gpu"], timestamp=now - 2),
             app.make(wire.Metric, name="memory_mb", value=120.0, timestamp=now - 1),
+            app.make(wire.Metric, name="latency", value=250.0, unit="ms", timestamp=now - 1),
             app.make(wire.SessionEnd),
         ]
     )
@@ -187,8 +221,10 @@ def fill(store: Store) -> Filled:
     return Filled(
         passed_run=passed_run,
         failed_run=failed_run,
+        partial_run=partial_run,
         live_run=live_run,
         feature_run=feature_run,
+        other_project_run=other_project_run,
         app_session=app.session_id,
         hung_session=hung.session_id,
     )

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard._charts import metric_value
 from dashboard._format import (
+    byte_size,
     bytes_delta,
     count_items,
     duration,
     epoch_ms,
     factor,
     json_preview,
+    metric_title,
+    metric_value,
+    nodeid_breaks,
     number,
     offset,
     percent,
     safe_url,
+    tag_value,
+    traceback_html,
     traceback_text,
     utc,
 )
@@ -122,8 +127,46 @@ def test_offset_is_the_time_since_the_run_started() -> None:
     assert offset(None, "2026-01-01T00:00:00") == offset("soon", "2026-01-01T00:00:00")
 
 
-def test_datacat_s_own_metrics_read_in_their_units() -> None:
-    assert metric_value("test_duration", 0.0332) == duration(0.0332) == "33 ms"
-    assert metric_value("test_rss_delta", 1_572_864.0) == bytes_delta(1_572_864)
-    assert metric_value("fps", 59.52) == number(59.52)
-    assert metric_value("test_cpu_time", None) == number(None)
+def test_metric_values_read_in_their_stored_unit() -> None:
+    # DataCat's own per-test metrics are stored with "s" and "bytes"
+    assert metric_value(0.0332, "s") == duration(0.0332) == "33 ms"
+    assert metric_value(1_572_864.0, "bytes") == byte_size(1_572_864) == "1.5 MiB"
+    assert metric_value(-2048.0, "bytes") == "-2.0 KiB"
+    assert metric_value(250.0, "ms") == duration(0.25) == "250 ms"
+    assert metric_value(59.52, "fps") == "59.52 fps"
+    assert metric_value(59.52) == number(59.52)
+    assert metric_value(None, "s") == number(None)
+    assert metric_title("test_rss_delta", "bytes") == "test_rss_delta (bytes)"
+    assert metric_title("fps") == "fps"
+
+
+def test_node_ids_break_between_their_parts_never_inside_a_name() -> None:
+    assert str(nodeid_breaks("tests/unit/test_x.py::TestA::test_b[a-1]")) == (
+        "tests/<wbr>unit/<wbr>test_x.py::<wbr>TestA::<wbr>test_b<wbr>[a-1]"
+    )
+    # escaped, text intact
+    assert str(nodeid_breaks('t.py::test[<b>&"]')) == "t.py::<wbr>test<wbr>[&lt;b&gt;&amp;&#34;]"
+    assert str(nodeid_breaks("plain_name")) == "plain_name"
+    assert str(nodeid_breaks(None)) == ""
+
+
+def test_a_traceback_marks_pytest_s_explanation_and_the_failing_line() -> None:
+    text = "    def test():\n>       assert f() == <2>\nE       assert 1 == 2\nE\n\nt.py:2: Err"
+    html = str(traceback_html(text))
+    assert html == (
+        "    def test():\n"
+        '<span class="tb-here">&gt;       assert f() == &lt;2&gt;\n</span>'
+        '<span class="tb-e">E       assert 1 == 2\n</span>'
+        '<span class="tb-e">E\n</span>'
+        "\nt.py:2: Err"
+    )
+    # a line that merely starts with E is no explanation
+    assert "tb-e" not in str(traceback_html("Exception: boom\nError"))
+    assert str(traceback_html(None)) == ""
+
+
+def test_tag_values() -> None:
+    tags = ["nodeid=t.py::test_a[x=1]", "outcome=passed"]
+    assert tag_value(tags, "nodeid") == "t.py::test_a[x=1]"
+    assert tag_value(tags, "outcome") == "passed"
+    assert tag_value(tags, "worker") is None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,10 +18,16 @@ from litestar.testing import TestClient
 import dashboard
 from dashboard._errors import ErrorPage
 from dashboard.pages import failures, flaky, metrics, overview, runs, sessions, slow, sql, tests
-from tests.dashboard.data import EVIL_NODEID, PROJECT, SCRIPT, Filled
+from datacat_client import wire
+from datacat_server.app import create_app
+from datacat_server.settings import Settings
+from datacat_server.store import Store
+from tests.dashboard.data import EVIL_NODEID, OTHER_PROJECT, PROJECT, SCRIPT, Filled
+from tests.server.records import RecordMaker
 
 Client = TestClient[Any]
 
+DASH = "\N{EN DASH}"
 ESCAPED_SCRIPT = html.escape(SCRIPT, quote=False)  # &lt;script&gt;alert(1)&lt;/script&gt;
 TEMPLATES = Path(dashboard.__file__).parent / "templates"
 
@@ -29,10 +37,12 @@ def url(base: str, /, **params: str) -> str:
 
 
 def get(client: Client, path: str, status: int = 200, **headers: str) -> str:
+    """The page's HTML, without the line break hints (``<wbr>``) in node ids, so that
+    a node id reads as itself (`test_node_ids_wrap_between_their_parts` checks them)."""
     response = client.get(path, headers=headers)
     assert response.status_code == status, f"{path}: {response.status_code} {response.text[:500]}"
     assert response.headers["content-type"].startswith("text/html")
-    return response.text
+    return response.text.replace("<wbr>", "")
 
 
 def fragment(client: Client, path: str, target: str, status: int = 200) -> str:
@@ -55,9 +65,6 @@ def test_overview_shows_runs_live_runs_problems_trend_flaky_and_slow(
     live = body.split("Running now")[1].split("Hung and crashed")[0]
     assert filled.live_run[:8] in live
     assert filled.passed_run[:8] not in live
-    problems = body.split("Hung and crashed")[1].split("Pass rate")[0]
-    assert filled.hung_session[:8] in problems
-    assert "stuck" in problems
     assert 'data-chart="pass-rate-chart"' in body
     assert "Pass rate (%)" in body
     assert "50.0 %" in body  # the failed run: 2 passed, 2 failed
@@ -67,6 +74,86 @@ def test_overview_shows_runs_live_runs_problems_trend_flaky_and_slow(
     assert '<div id="overview-live"' in body
     assert 'hx-trigger="every 3s"' in body
     assert filled.live_run[:8] in fragment(client, "/", "overview-live")
+
+
+def test_the_overview_s_problems_are_those_of_its_project(client: Client, filled: Filled) -> None:
+    body = get(client, "/")
+    problems = body.split("Hung and crashed")[1].split("Pass rate")[0]
+    assert filled.live_run[:8] in problems  # the shop's own run hangs
+    # a program's hung session and another project's hung run are not the shop's ...
+    assert filled.hung_session[:8] not in problems
+    assert filled.other_project_run[:8] not in problems
+    # ... but are counted, with a way to them
+    assert "Elsewhere (other projects and programs): 2 hung or crashed sessions" in problems
+    assert 'href="/sessions?status=hung"' in problems
+    billing = get(client, url("/", project=OTHER_PROJECT)).split("Hung and crashed")[1]
+    billing = billing.split("Pass rate")[0]
+    assert filled.other_project_run[:8] in billing
+    assert filled.live_run[:8] not in billing
+    worker_page = get(client, url("/", project="Worker"))
+    worker = worker_page.split("Hung and crashed")[1]
+    assert filled.hung_session[:8] in worker.split("Pass rate")[0]  # a program: its product
+    assert '<option value="Worker" selected>Worker</option>' in worker_page  # not a run project
+
+
+def test_the_overview_headline_shows_each_branch_s_latest_run(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, "/")
+    cards = body.split('<ul class="cards">')[1].split("</ul>")[0]
+    main, feature = cards.split("<li>")[1:]
+    # main: the live run (the partial run after the failed one does not speak for it)
+    assert f'href="/runs/{filled.live_run}"' in main
+    assert '<span class="card-branch">main</span>' in main
+    assert '<span class="badge s-hung">hung</span>' in main
+    assert "100.0 %" in main
+    assert "1 test</span>" in main
+    assert "still running" in main
+    # feature-x: its one run, passed, 2 tests, in 12.5 s
+    assert f'href="/runs/{filled.feature_run}"' in feature
+    assert '<span class="badge r-passed">passed</span>' in feature
+    assert "100.0 %" in feature
+    assert "2 tests</span>" in feature
+    assert "12.50 s · <time" in feature
+    # a run goes on: the headline refreshes with the live part
+    live_part = fragment(client, "/", "overview-live")
+    assert f'<li><a class="card card-hung" href="/runs/{filled.live_run}"' in live_part
+
+
+def test_a_partial_run_is_marked_and_left_out_of_the_pass_rate_trend(
+    client: Client, filled: Filled
+) -> None:
+    runs_list = get(client, "/runs")
+    row = runs_list.split(f'href="/runs/{filled.partial_run}"')[1].split("</tr>")[0]
+    assert '<span class="badge partial"' in row
+    passed_row = runs_list.split(f'href="/runs/{filled.passed_run}"')[1].split("</tr>")[0]
+    assert "partial" not in passed_row
+    run_page = get(client, f"/runs/{filled.partial_run}")
+    assert '<span class="badge partial"' in run_page.split("</h1>")[0]
+    assert (
+        "A partial run: only part of the suite was selected (<code>-k test_only_here</code>)"
+        in run_page
+    )
+    overview_page = get(client, "/")
+    trend = overview_page.split("Pass rate, run by run")[1].split("Recent runs")[0]
+    assert filled.partial_run[:8] not in trend  # neither in the chart nor in its table
+    assert filled.failed_run[:8] in trend
+    assert "1 partial run (<code>-k</code>, <code>--lf</code>, some files) is left out." in trend
+    spec = _chart_spec(overview_page, "pass-rate-chart")
+    rates = [p["y"] for d in spec["datasets"] for p in d["points"]]
+    assert sorted(rates) == [50.0, 100.0, 100.0]  # no 0 % run
+    # The axis spans the data, not always 0-100 %
+    assert (spec["y"]["min"], spec["y"]["max"]) == (45.0, 100.0)
+
+
+def test_the_pass_rate_tooltip_names_the_counts_and_a_line_per_branch(
+    client: Client, filled: Filled
+) -> None:
+    spec = _chart_spec(get(client, "/"), "pass-rate-chart")
+    by_label = {d["label"]: d for d in spec["datasets"]}
+    assert set(by_label) == {"main", "feature-x"}
+    assert by_label["main"]["tips"] == ["4 passed, 0 failed", "2 passed, 2 failed"]
+    assert all(not tip.startswith(":") for d in spec["datasets"] for tip in d["tips"])
 
 
 def test_runs_list_shows_each_run_with_counts_and_duration(client: Client, filled: Filled) -> None:
@@ -90,7 +177,7 @@ def test_run_page_shows_metadata_failures_first_with_tracebacks_and_slowest(
     assert "main" in body
     tests_part = body.split('<div id="run-tests"')[1]
     assert tests_part.index("t.py::test_flaky") < tests_part.index("t.py::test_ok")
-    assert '<details class="tb"><summary>Traceback</summary>' in tests_part
+    assert '<summary>Traceback</summary><pre class="tb-text">' in tests_part
     # the failures come before everything but the outcome: the tests table precedes
     # the slowest tests, and where the run ran is folded away
     assert body.index('<div id="run-tests"') < body.index("Slowest tests")
@@ -100,6 +187,56 @@ def test_run_page_shows_metadata_failures_first_with_tracebacks_and_slowest(
     assert slowest.index("t.py::test_slow") < slowest.index("t.py::test_ok")
     assert "1.53 s" in slowest
     assert 'hx-trigger="every' not in body  # it ended: nothing polls
+
+
+def test_a_failure_s_traceback_opens_with_pytest_s_explanation_marked(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, f"/runs/{filled.failed_run}")
+    flaky_row = body.split('<tr class="row-failed">')[1].split("</tr>")[0]
+    assert "t.py::test_flaky" in flaky_row
+    assert '<details class="tb" data-key="t:t.py::test_flaky#0#:tb" open>' in flaky_row
+    assert '<span class="tb-e">E       assert 1 == 2\n</span>' in flaky_row
+    assert '<span class="tb-here">&gt;       assert compute() == 2\n</span>' in flaky_row
+    # passed tests have no traceback; a page opens its first few failures only
+    assert runs.OPEN_TRACEBACKS == 5
+
+
+def test_the_run_s_tests_are_paged_with_numbers_and_counts(
+    client: Client, filled: Filled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "TESTS_PER_PAGE", 3)
+    first = get(client, f"/runs/{filled.failed_run}").split('<div id="run-tests"')[1]
+    pager = first.split('<nav class="pager"')[1].split("</nav>")[0]
+    assert f"1{DASH}3 of 4 results" in pager
+    assert '<span class="current" aria-current="page">1</span>' in pager
+    assert f'href="/runs/{filled.failed_run}?page=2"' in pager
+    assert 'rel="next">Next →</a>' in pager
+    assert '<span class="off">← Previous</span>' in pager
+    assert "Older" not in pager
+    assert first.split("<tbody>")[1].split("</tbody>")[0].count("<tr ") == 3
+    second = fragment(client, f"/runs/{filled.failed_run}?page=2", "run-tests")
+    pager = second.split('<nav class="pager"')[1].split("</nav>")[0]
+    assert f"4{DASH}4 of 4 results" in pager
+    assert f'href="/runs/{filled.failed_run}" hx-get' in pager  # page 1: no page parameter
+    assert '<span class="off">Next →</span>' in pager
+    assert second.split("<tbody>")[1].split("</tbody>")[0].count("<tr ") == 1
+    # the count follows the filters, and the links keep them
+    failed = get(client, f"/runs/{filled.failed_run}?outcome=passed&page=1")
+    assert f"1{DASH}2 of 2 results" not in failed  # one page: no pager
+    assert '<nav class="pager"' not in failed
+    past = get(client, f"/runs/{filled.failed_run}?page=9")
+    assert "This list has only 2 pages." in past
+    assert f'href="/runs/{filled.failed_run}?page=2" hx-get' in past  # "previous": the last
+
+
+def test_the_runs_list_is_paged_with_counts(
+    client: Client, filled: Filled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "RUNS_PER_PAGE", 2)
+    body = get(client, url("/runs", project=PROJECT))
+    assert f"1{DASH}2 of 5 runs" in body
+    assert 'href="/runs?project=shop&amp;page=3"' in body
 
 
 def test_a_ci_url_that_is_not_http_is_not_a_link(client: Client, filled: Filled) -> None:
@@ -169,8 +306,51 @@ def test_flaky_slow_and_failures_pages(client: Client, filled: Filled) -> None:
     table = body.split('id="failures-table"')[1]
     assert "AssertionError" in table
     assert "boom &lt;script&gt;alert(&lt;n&gt;)&lt;/script&gt; &lt;n&gt;" in table  # signature
-    assert f'href="/runs/{filled.failed_run}"' in table  # the example's run
+    # the example's run (the newest failure)
+    assert any(f'href="/runs/{run}"' in table for run in (filled.failed_run, filled.partial_run))
     assert "/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop" in table
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Store, Client]]:
+    """An empty store of its own, and a client of the app over it."""
+    store = Store(tmp_path / "fresh.duckdb", soft_flush_interval=0.05)
+    try:
+        with TestClient(app=create_app(Settings(db_path=store.db.path), store=store)) as client:
+            yield store, client
+    finally:
+        store.close()
+
+
+def test_failures_sent_without_times_do_not_break_the_failures_page(
+    fresh: tuple[Store, Client],
+) -> None:
+    # A client may leave out when a test started and stopped: such a cluster has no
+    # example to show, and the page says the rest.
+    store, client = fresh
+    maker = RecordMaker()
+    store.write_sync(
+        [
+            maker.start(product=PROJECT, name="pytest"),
+            maker.make(wire.RunStart, project=PROJECT),
+            maker.result("t.py::test_x", "failed", exc_type="ValueError", exc_message="no"),
+        ]
+    )
+    table = get(client, "/failures").split('id="failures-table"')[1]
+    assert "<code>ValueError</code>" in table
+    assert "t.py::test_x" in table
+
+
+def test_an_empty_store_says_how_to_fill_it(fresh: tuple[Store, Client]) -> None:
+    _, client = fresh
+    overview_page = get(client, "/")
+    assert "No test run recorded yet." in overview_page
+    assert "<pre>pytest --datacat --datacat-url http://testserver.local</pre>" in overview_page
+    assert "datacat demo" in overview_page
+    assert "<form" not in overview_page.split("<main")[1]  # no filters over nothing
+    assert "Pass rate" not in overview_page
+    for path in ("/runs", "/flaky", "/slow", "/failures"):
+        assert "No test run recorded yet." in get(client, path), path
 
 
 def test_sessions_list_and_filters(client: Client, filled: Filled) -> None:
@@ -209,6 +389,115 @@ def test_session_page_state_tree_events_history_and_metrics(client: Client, fill
     hung = get(client, f"/sessions/{filled.hung_session}")
     assert 'hx-trigger="every 3s"' in hung
     assert fragment(client, f"/sessions/{filled.hung_session}", "session-live")
+
+
+def test_a_session_page_shows_hang_stacks_as_the_run_page_does(
+    client: Client, filled: Filled
+) -> None:
+    run_page = get(client, f"/runs/{filled.live_run}")
+    session_page = get(client, f"/sessions/{filled.live_run}")
+    stack = (
+        '<pre class="tb-text">  File &#34;stuck.py&#34;\n'
+        "&lt;script&gt;alert(1)&lt;/script&gt;</pre>"
+    )
+    for body in (run_page, session_page):
+        assert "Thread MainThread</summary>" in body
+        assert stack in body
+        assert 'in <a class="nodeid"' in body
+        assert "silent for 1 min 2 s" in body
+    events = session_page.split("<h2>Events</h2>")[1]
+    assert '<span class="v-str">"  File' not in events  # no JSON tree of the frames
+    # A program's hang (no test, no threads) reads as a sentence too.
+    hung = get(client, f"/sessions/{filled.hung_session}").split("<h2>Events</h2>")[1]
+    assert "silent for 1 min 30 s" in hung
+
+
+def test_a_test_run_s_session_events_read_as_tests(client: Client, filled: Filled) -> None:
+    events = get(client, f"/sessions/{filled.failed_run}").split("<h2>Events</h2>")[1]
+    assert (
+        '<span class="badge o-failed">failed</span> <a class="nodeid"'
+        ' href="/tests?nodeid=t.py%3A%3Atest_flaky&amp;project=shop">t.py::test_flaky</a>'
+    ) in events
+    assert "on gw0</span>" in events
+    assert '{"nodeid": "t.py::test_ok"' not in events  # no JSON for a test's result
+    exception = events.split('class="event event-exception"')[1].split("</li>")[0]
+    assert 'in <a class="nodeid"' in exception  # an exception names its test
+
+
+def test_a_string_ending_in_a_line_break_keeps_its_quote_on_its_line(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, f"/sessions/{filled.app_session}")
+    events = body.split("<h2>Events</h2>")[1]
+    # the exception's traceback lines end in "\n": shown in a <pre>, not as a tree
+    assert '<pre class="tb-text">Traceback (most recent call last):\nValueError:' in events
+    state = body.split("<h2>State</h2>")[1].split("</section>")[0]
+    assert '<span class="v-str">"dark"</span>' in state
+    assert (
+        '<span class="v-str">"two\nlines<span class="eol" title="ends with a line break">↵</span>"'
+        in state
+    )
+
+
+def test_per_test_metrics_of_a_run_are_points_per_test_in_their_unit(
+    client: Client, filled: Filled
+) -> None:
+    body = get(client, f"/sessions/{filled.failed_run}")
+    charts = _session_charts(body)
+    assert set(charts) == {"test_cpu_time", "test_duration", "test_rss_delta"}
+    for name, spec in charts.items():
+        (dataset,) = spec["datasets"]
+        assert dataset["showLine"] is False, name  # no line from one test to another
+        assert spec["x"]["time"] is False, name
+        assert spec["x"]["title"] == "Tests, highest value first"
+        values = [p["y"] for p in dataset["points"]]
+        assert values == sorted(values, reverse=True), name
+        assert [p["x"] for p in dataset["points"]] == [1, 2, 3, 4]
+        assert (spec["x"]["min"], spec["x"]["max"]) == (0, 5)
+        assert len(dataset["tips"]) == 4
+        assert "t.py::test_slow" in dataset["tips"]
+        assert set(dataset["outcomes"]) == {"passed", "failed"}
+    rss = charts["test_rss_delta"]
+    assert rss["y"]["title"] == "test_rss_delta (MiB)"
+    assert [p["y"] for p in rss["datasets"][0]["points"]] == [6.0, 4.5, 3.0, 1.5]
+    assert charts["test_duration"]["y"]["title"] == "test_duration (s)"
+    assert charts["test_cpu_time"]["y"]["title"] == "test_cpu_time (ms)"
+    # the table beside each: tests, the highest first, values in their unit
+    assert "values, one per test</span></h3>" in body
+    assert '<td class="num">6.0 MiB</td>' in body
+    assert "1572864" not in body.split("<h2>Metrics</h2>")[1].split("<h2>Events</h2>")[0]
+
+
+def test_an_application_s_metrics_read_in_their_unit(client: Client, filled: Filled) -> None:
+    body = get(client, f"/sessions/{filled.app_session}")
+    assert '<td class="num">250 ms</td>' in body
+    latency = _session_charts(body)["latency"]
+    assert latency["y"]["title"] == "latency (ms)"
+    assert latency["datasets"][0]["showLine"] is True  # one series over time: a line
+    assert latency["x"]["time"] is True
+    explorer = get(client, url("/metrics", name="latency"))
+    stats = explorer.split('<dl class="stats">')[1].split("</dl>")[0]
+    assert "<dd>250 ms</dd>" in stats
+    rss = get(client, url("/metrics", name="test_rss_delta"))
+    assert "<dt>Peak</dt><dd>6.0 MiB</dd>" in rss
+    assert _chart_spec(rss, "metric-chart")["y"]["title"] == "test_rss_delta (MiB)"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/sessions"])
+def test_state_path_fields_suggest_the_paths_that_exist(client: Client, path: str) -> None:
+    body = get(client, path)
+    field = body.split('name="path"')[1].split("</label>")[0]
+    assert 'list="state-paths"' in field
+    options = re.findall(r'<option value="([^"]*)">', field.split('<datalist id="state-paths">')[1])
+    assert {"window", "window.open", "window.title", "theme"} <= set(options)
+    assert html.escape(SCRIPT) in options  # a key holding markup is escaped
+
+
+def test_node_ids_wrap_between_their_parts(client: Client, filled: Filled) -> None:
+    raw = client.get("/failures").text
+    table = raw.split('id="failures-table"')[1]
+    assert ">t.py::<wbr>test_flaky</a>" in table
+    assert "test_evil.py::<wbr>test_evil<wbr>[&lt;script&gt;" in table
 
 
 def test_a_test_run_session_links_to_its_run(client: Client, filled: Filled) -> None:
@@ -300,7 +589,9 @@ def test_runs_filters(client: Client, filled: Filled) -> None:
     feature = get(client, "/runs?branch=feature-x")
     assert filled.feature_run[:8] in feature
     assert filled.passed_run[:8] not in feature
-    assert get(client, "/runs?project=nope").count('href="/runs/') == 0
+    nope = get(client, "/runs?project=nope")
+    assert nope.count('href="/runs/') == 0
+    assert "No run matches these filters." in nope
     # Blank fields (what a form sends) mean "any".
     assert filled.failed_run[:8] in get(client, "/runs?project=&branch=&outcome=")
 
@@ -329,7 +620,7 @@ def test_window_filters_on_insight_pages(client: Client) -> None:
 
 def test_pagination_links_keep_the_filters(client: Client, filled: Filled) -> None:
     body = get(client, "/runs?branch=main&page=2")
-    assert "No runs." in body
+    assert "This list has only 1 page." in body
     assert 'href="/runs?branch=main"' in body  # "newer" goes back to page 1
 
 
@@ -487,6 +778,22 @@ def test_chart_data_cannot_close_its_script_element(client: Client, filled: Fill
 
 
 # --- the pieces ---------------------------------------------------------------------
+
+
+def _session_charts(body: str) -> dict[str, Any]:
+    """A session page's metric charts, by metric name."""
+    specs = (
+        _chart_spec(body, f"metric-chart-{n}") for n in range(1, body.count("data-chart=") + 1)
+    )
+    return {spec["datasets"][0]["label"]: spec for spec in specs}
+
+
+def _chart_spec(body: str, chart_id: str) -> Any:
+    match = re.search(
+        rf'<script type="application/json" id="{chart_id}">(.*?)</script>', body, re.S
+    )
+    assert match, chart_id
+    return json.loads(match.group(1))
 
 
 def test_static_files_are_served(client: Client) -> None:

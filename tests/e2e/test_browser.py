@@ -49,6 +49,24 @@ def test_ok():
 
 def test_sometimes():
     assert not FAIL, "it failed this time"
+
+
+def _deeper(n):
+    if n:
+        return _deeper(n - 1)
+    value = 1
+    assert value == 2, "the explanation pytest writes on E lines"
+
+
+def test_deep_failure():
+    if FAIL:
+        _deeper(25)
+
+
+class TestAVeryLongClassNameThatNamesTheFeatureUnderTest:
+    @pytest.mark.parametrize("case", ["first_case_with_a_long_identifier", "second"])
+    def test_a_test_function_whose_name_is_long_enough_to_wrap(self, case):
+        pass
 """
 
 
@@ -311,3 +329,142 @@ def test_the_content_security_policy_stops_an_injected_script(
         assert page.evaluate("typeof window.htmx") == "object"
     finally:
         page.close()
+
+
+#: Every page a new user walks through (the run and session pages get their ids).
+PAGES = (
+    "/",
+    "/runs",
+    "/runs/{failed_run}",
+    "/tests?nodeid=test_suite.py%3A%3Atest_sometimes&project=" + PROJECT,
+    "/flaky",
+    "/slow",
+    "/failures",
+    "/sessions",
+    "/sessions/{session}",
+    "/sessions/{failed_run}",
+    "/metrics",
+    "/sql",
+)
+
+#: The inputs whose placeholder is wider than the room the input has for it.
+CUT_PLACEHOLDERS = """() => {
+  const ctx = document.createElement("canvas").getContext("2d");
+  return Array.from(document.querySelectorAll("input[placeholder]"))
+    .filter(i => i.offsetParent !== null && i.placeholder)
+    .map(i => {
+      const cs = getComputedStyle(i);
+      ctx.font = `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+      const spinner = i.type === "number" ? 16 : 0;  // its arrows take room when shown
+      const room = i.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+      return {name: i.name, text: i.placeholder, need: ctx.measureText(i.placeholder).width,
+              room: room - spinner};
+    })
+    .filter(x => x.need > x.room);
+}"""
+
+
+def test_every_placeholder_fits_its_field(browser: Browser, data: dict[str, str]) -> None:
+    for path in PAGES:
+        browser.open(path.format(**data))
+        assert browser.page.evaluate(CUT_PLACEHOLDERS) == [], path
+
+
+#: Where the E lines of the traceback of the test named by ``arg`` sit in its box.
+TRACEBACK_VIEW = """name => {
+  const row = [...document.querySelectorAll("#run-tests tbody tr")]
+    .find(r => r.textContent.includes(name));
+  const pre = row.querySelector("details.tb > pre.tb-text");
+  const first = pre.querySelector(".tb-e");
+  const box = pre.getBoundingClientRect(), line = first.getBoundingClientRect();
+  return {open: pre.parentElement.open, scrolled: pre.scrollTop,
+          scrollable: pre.scrollHeight > pre.clientHeight * 2,
+          visible: line.top >= box.top && line.bottom <= box.bottom};
+}"""
+
+
+def test_a_traceback_opens_on_pytest_s_explanation(browser: Browser, data: dict[str, str]) -> None:
+    page = browser.page
+    browser.open(f"/runs/{data['failed_run']}")
+    browser.wait_until("!!document.querySelector('pre.tb-text[data-shown]')")
+    view = page.evaluate(TRACEBACK_VIEW, "test_deep_failure")
+    # a long traceback (25 frames), open, scrolled down to its E lines
+    assert view == {"open": True, "scrolled": view["scrolled"], "scrollable": True, "visible": True}
+    assert view["scrolled"] > 0
+    # Folded and opened again after scrolling away: back on the E lines.
+    page.evaluate(
+        """name => {
+          const row = [...document.querySelectorAll("#run-tests tbody tr")]
+            .find(r => r.textContent.includes(name));
+          const details = row.querySelector("details.tb");
+          details.querySelector("pre").scrollTop = 0;
+          details.open = false;
+        }""",
+        "test_deep_failure",
+    )
+    assert page.evaluate(TRACEBACK_VIEW, "test_deep_failure")["open"] is False
+    row = page.locator("#run-tests tbody tr", has_text="test_deep_failure")
+    row.locator("details.tb > summary").first.click()
+    browser.wait_until(
+        "name => { const r = [...document.querySelectorAll('#run-tests tbody tr')]"
+        ".find(r => r.textContent.includes(name)); return r.querySelector('pre.tb-text').scrollTop > 0; }",
+        "test_deep_failure",
+    )
+    assert page.evaluate(TRACEBACK_VIEW, "test_deep_failure")["visible"] is True
+
+
+#: Node ids whose parts (the text between two <wbr>) are drawn on more than one line.
+BROKEN_NODEIDS = """() => {
+  const broken = [], wrapped = [];
+  for (const link of document.querySelectorAll("main a.nodeid")) {
+    if (link.getClientRects().length > 1) wrapped.push(link.textContent);
+    for (const node of link.childNodes) {
+      if (node.nodeType !== Node.TEXT_NODE || !node.textContent) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+      if (tops.size > 1) broken.push(node.textContent);
+    }
+  }
+  return {broken, wrapped};
+}"""
+
+
+def test_node_ids_wrap_between_their_parts_only(browser: Browser, data: dict[str, str]) -> None:
+    page = browser.page
+    page.set_viewport_size({"width": 760, "height": 900})
+    try:
+        for path in (f"/runs/{data['failed_run']}", "/slow", "/flaky"):
+            browser.open(path)
+            found = page.evaluate(BROKEN_NODEIDS)
+            assert found["broken"] == [], path
+            if path.startswith("/runs/"):
+                assert any("TestAVeryLongClassName" in text for text in found["wrapped"])
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_charts_span_their_data_and_per_test_metrics_are_points(
+    browser: Browser, data: dict[str, str]
+) -> None:
+    browser.open("/")
+    browser.chart_pixels("canvas[data-chart=pass-rate-chart]")
+    y = browser.page.evaluate(
+        "() => { const s = Chart.getChart(document.querySelector("
+        "'canvas[data-chart=pass-rate-chart]')).scales.y; return [s.min, s.max]; }"
+    )
+    assert 0 < y[0] < 100  # not always 0-100 %
+    assert y[1] == 100
+    browser.open(f"/sessions/{data['failed_run']}")
+    assert browser.chart_pixels("canvas[data-chart=metric-chart-1]") > 100
+    charts = browser.page.evaluate(
+        """() => Array.from(document.querySelectorAll("canvas[data-chart]"), c => {
+          const chart = Chart.getChart(c);
+          return {lines: chart.data.datasets.map(d => d.showLine),
+                  x: chart.options.scales.x.title.text, y: chart.options.scales.y.title.text};
+        })"""
+    )
+    assert {c["y"].split(" ")[0] for c in charts} >= {"test_duration", "test_cpu_time"}
+    for chart in charts:
+        assert chart["lines"] == [False], chart  # one value per test: no line between them
+        assert chart["x"] == "Tests, highest value first"

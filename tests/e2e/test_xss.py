@@ -186,8 +186,6 @@ BAD_TABLE = "<img src=x onerror=window.__xss=4000>"
 NODEID = f"test_suite.py::test_flaky[{P['param']}]"
 NODEID_TPL = f"test_suite.py::test_template[{P['param-tpl']}]"
 SYN_NODEID = f"{P['syn-file']}.py::Test{P['syn-class']}::test_{P['syn-func']}[{P['syn-param']}]"
-#: What a run's session shows as the test's metric tag.
-NODEID_TAG = f"nodeid={NODEID}"
 TAG = f"{P['tag-key']}={P['tag-value']}"
 
 
@@ -872,7 +870,6 @@ VIEWS = [
             "syn-label-key",
             "syn-label-value",
             SYN_NODEID,
-            f"nodeid={SYN_NODEID}",
             "exc-type",
             "syn-exc-message",
             # Line by line: this page joins a result's traceback lines without their
@@ -885,7 +882,7 @@ VIEWS = [
     View(
         "session (pytest plugin run)",
         lambda d: f"/sessions/{d.failed_run}",
-        ("label-key", "label-value", NODEID, NODEID_TAG, "exc-message", "traceback"),
+        ("label-key", "label-value", NODEID, "exc-message", "traceback"),
     ),
     View(
         "session (hung run)",
