@@ -6,8 +6,8 @@ it too): a test is flaky when it has at least one of
 - **same commit**: it passed and failed on the same (non-empty) commit — the code did
   not change, the outcome did;
 - **rerun**: a rerun plugin retried it after a failure and it then passed;
-- **flips**: it failed, passed, and failed again (two or more separate stretches of
-  failures, in the order results were stored).
+- **flips**: it failed, passed, and failed again on one branch (two or more separate
+  stretches of failures, in the order results were stored).
 
 A test that fails in every run since some commit is *broken* (failing since then),
 not flaky: one stretch of failures is no evidence of flakiness, however long. Runs
@@ -28,18 +28,21 @@ from datacat_server.queries.window import Window
 
 __all__ = ["FLAKY_RULE", "FlakyTest", "evidence_of", "flaky_tests", "run_labels"]
 
-#: The flaky rule over a test's stream aggregates (see the module's docstring).
-FLAKY_RULE = "(same_commit > 0 OR flaky_in_run > 0 OR episodes >= 2)"
+#: The flaky rule over a test's stream aggregates, summed over its branches but for
+#: ``most_episodes``: the stretches of failures on the one branch that has most (two
+#: branches broken by the same commit are one stretch each, not a flip).
+FLAKY_RULE = "(same_commit > 0 OR flaky_in_run > 0 OR most_episodes >= 2)"
 
 
-def evidence_of(same_commit: int, flaky_in_run: int, episodes: int) -> list[str]:
-    """The kinds of evidence a test's aggregates hold, strongest first."""
+def evidence_of(same_commit: int, flaky_in_run: int, most_episodes: int) -> list[str]:
+    """The kinds of evidence a test's aggregates hold, strongest first (``most_episodes``:
+    stretches of failures on its branch with most of them)."""
     found = []
     if same_commit > 0:
         found.append("same_commit")
     if flaky_in_run > 0:
         found.append("rerun")
-    if episodes >= 2:
+    if most_episodes >= 2:
         found.append("flips")
     return found
 
@@ -72,6 +75,7 @@ _SQL = """
 , per_test AS (
     SELECT test_id, sum(runs) AS runs, sum(failures) AS failures, sum(flips) AS flips,
            sum(greatest(runs - 1, 0)) AS possible_flips, sum(episodes) AS episodes,
+           max(episodes) AS most_episodes,
            sum(same_commit) AS same_commit, sum(flaky_in_run) AS flaky_in_run,
            arg_max(last_failure_sid, last_failure_at) AS last_failure_sid,
            list_reverse_sort(flatten(list(failing_sids)))[1:5] AS failing_sids
@@ -79,7 +83,8 @@ _SQL = """
 )
 SELECT t.nodeid, p.runs, p.failures, p.failures / p.runs AS fail_rate, p.flips,
        coalesce(p.flips / nullif(p.possible_flips, 0), 0) AS flip_rate,
-       p.same_commit, p.flaky_in_run, p.episodes, p.last_failure_sid, p.failing_sids
+       p.same_commit, p.flaky_in_run, p.episodes, p.most_episodes, p.last_failure_sid,
+       p.failing_sids
 FROM per_test p JOIN tests t USING (test_id)
 WHERE p.runs > 0 AND {rule}
 ORDER BY (p.same_commit + p.flaky_in_run > 0) DESC, flip_rate DESC, fail_rate DESC, t.nodeid
@@ -134,7 +139,7 @@ def flaky_tests(
             same_commit=r["same_commit"],
             flaky_in_run=r["flaky_in_run"],
             episodes=r["episodes"],
-            evidence=evidence_of(r["same_commit"], r["flaky_in_run"], r["episodes"]),
+            evidence=evidence_of(r["same_commit"], r["flaky_in_run"], r["most_episodes"]),
             last_failure=(last := run(r["last_failure_sid"])) and last[1],
             last_failure_run=last and last[0],
             failing_runs=[runs[sid][0] for sid in r["failing_sids"] if sid in runs],

@@ -136,7 +136,7 @@ def test_history(
     )
     same_commit = sum(a["same_commit"] for a in aggregates)
     flaky_in_run = sum(a["flaky_in_run"] for a in aggregates)
-    episodes = sum(a["episodes"] for a in aggregates)
+    most_episodes = max((a["episodes"] for a in aggregates), default=0)
     since = labels.get(latest["streak_sid"]) if latest and latest["streak"] else None
     last = labels.get(newest_failure["last_failure_sid"]) if newest_failure else None
     return TestHistory(
@@ -153,7 +153,7 @@ def test_history(
         branch=latest["branch"] if latest else "",
         flaky_commits=flaky_commits,
         flaky_in_run=flaky_in_run,
-        evidence=evidence_of(same_commit, flaky_in_run, episodes),
+        evidence=evidence_of(same_commit, flaky_in_run, most_episodes),
     )
 
 

@@ -82,7 +82,7 @@ streams AS (
     FROM stream s LEFT JOIN commits c USING (test_id, branch)
 ),
 per_test AS (
-    SELECT test_id, sum(runs) AS runs, sum(episodes) AS episodes,
+    SELECT test_id, sum(runs) AS runs, max(episodes) AS most_episodes,
            sum(same_commit) AS same_commit, sum(flaky_in_run) AS flaky_in_run
     FROM streams GROUP BY test_id
 )
