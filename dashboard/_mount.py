@@ -40,7 +40,7 @@ NAV = (
     ("/slow", "Slow"),
     ("/failures", "Failures"),
     ("/sessions", "Sessions"),
-    ("/metrics", "Metrics"),
+    ("/explore", "Metrics"),
     ("/sql", "SQL"),
 )
 

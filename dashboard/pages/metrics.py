@@ -1,4 +1,4 @@
-"""``/metrics``: the metrics explorer (metric, aggregation, state filter)."""
+"""``/explore``: the metrics explorer (metric, aggregation, state filter)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class MetricsPage:
 
 
 class MetricPages(Controller):
-    path = "/metrics"
+    path = "/explore"
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:metrics")

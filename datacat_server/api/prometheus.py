@@ -1,8 +1,9 @@
-"""``GET /api/prometheus``: the server's metrics for Prometheus (see `telemetry.py`).
+"""``GET /metrics``: the server's metrics for Prometheus (see `telemetry.py`).
 
-Not at ``/metrics``, where Prometheus looks by default: that path is the dashboard's
-metrics explorer. A scrape config names this one (``metrics_path``; README,
-"Prometheus"). A read like any other: it needs a ``read`` token when tokens are set.
+Where Prometheus looks by default. A browser asking for a page there (``Accept:
+text/html``, which no scraper sends) is sent to the dashboard's metrics explorer,
+``/explore``, which lived at ``/metrics`` before, with its query kept: old links work.
+A read like any other: it needs a ``read`` token when tokens are set.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.response import Redirect
 
 from datacat_server.telemetry import Telemetry
 
 __all__ = ["PATH", "prometheus"]
 
-PATH = "/api/prometheus"
+PATH = "/metrics"
+#: The dashboard's metrics explorer, where a browser asking for ``/metrics`` goes.
+EXPLORER = "/explore"
 
 
 @get(
@@ -27,7 +31,11 @@ PATH = "/api/prometheus"
     tags=["health"],
     media_type="text/plain",
 )
-def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
+def prometheus(request: Request[Any, Any, Any]) -> Response[bytes] | Redirect:
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept and "text/plain" not in accept and "openmetrics" not in accept:
+        query = request.url.query
+        return Redirect(EXPLORER + (f"?{query}" if query else ""), status_code=303)
     telemetry: Telemetry = request.app.state.telemetry
     body, content_type = telemetry.exposition(request.headers.get("accept", ""))
     # As given: Litestar would add a second charset to a text/ media type.

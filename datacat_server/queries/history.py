@@ -119,8 +119,11 @@ def test_history(
         ]
         cte, cte_params = streams_cte(window, rollups=False, tests=[test_id])
         aggregates = rows_by_name(cur.execute(cte + " SELECT * FROM streams", cte_params))
-        finals = finals_sql(f"{window.sql('r')} AND r.test_id = {int(test_id)}")
-        found = cur.execute(_FLAKY_COMMITS.replace("{finals}", finals)).fetchall()
+        where, window_params = window.named("r")
+        finals = finals_sql(f"{where} AND r.test_id = $test_id")
+        found = cur.execute(
+            _FLAKY_COMMITS.replace("{finals}", finals), {**window_params, "test_id": test_id}
+        ).fetchall()
         flaky_commits = [row[0] for row in found]
     # "Failing since" on the branch of its newest result: a feature branch's failures
     # say nothing about main.

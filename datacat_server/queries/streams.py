@@ -42,9 +42,11 @@ def _params(window: Window, sql: str) -> dict[str, Any]:
 
 def failing_tests(cur: duckdb.DuckDBPyConnection, window: Window) -> list[int]:
     """The tests that failed in the window (any attempt; subtests aside)."""
+    where, params = window.named("r")
     found = cur.execute(
-        f"SELECT DISTINCT test_id FROM results r WHERE {window.sql('r')}"
-        " AND r.subtest IS NULL AND r.outcome IN ('failed', 'error')"
+        f"SELECT DISTINCT test_id FROM results r WHERE {where}"
+        " AND r.subtest IS NULL AND r.outcome IN ('failed', 'error')",
+        params,
     ).fetchall()
     return [int(row[0]) for row in found]
 
@@ -69,7 +71,7 @@ def streams_cte(
         streams AS (SELECT * FROM merged WHERE {_scope(window)})
         """
     else:
-        where = window.sql("r")
+        where, params = window.named("r")
         if tests is not None:
             # Written in: a short list of integers the store made, which DuckDB turns
             # into a filter on the scan (a join here built a hash table of the window).
@@ -83,6 +85,7 @@ def streams_cte(
             FROM stream s LEFT JOIN commits c USING (test_id, branch)
         )
         """
+        return sql, {**_params(window, sql), **params}
     return sql, _params(window, sql)
 
 

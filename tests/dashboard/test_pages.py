@@ -475,15 +475,15 @@ def test_an_application_s_metrics_read_in_their_unit(client: Client, filled: Fil
     assert latency["y"]["title"] == "latency (ms)"
     assert latency["datasets"][0]["showLine"] is True  # one series over time: a line
     assert latency["x"]["time"] is True
-    explorer = get(client, url("/metrics", name="latency"))
+    explorer = get(client, url("/explore", name="latency"))
     stats = explorer.split('<dl class="stats">')[1].split("</dl>")[0]
     assert "<dd>250 ms</dd>" in stats
-    rss = get(client, url("/metrics", name="test_rss_delta"))
+    rss = get(client, url("/explore", name="test_rss_delta"))
     assert "<dt>Peak</dt><dd>6.0 MiB</dd>" in rss
     assert _chart_spec(rss, "metric-chart")["y"]["title"] == "test_rss_delta (MiB)"
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/sessions"])
+@pytest.mark.parametrize("path", ["/explore", "/sessions"])
 def test_state_path_fields_suggest_the_paths_that_exist(client: Client, path: str) -> None:
     body = get(client, path)
     field = body.split('name="path"')[1].split("</label>")[0]
@@ -506,26 +506,26 @@ def test_a_test_run_session_links_to_its_run(client: Client, filled: Filled) -> 
 
 
 def test_metrics_explorer_statistics_and_filters(client: Client, filled: Filled) -> None:
-    body = get(client, "/metrics")
+    body = get(client, "/explore")
     for name in ("fps", "memory_mb", "test_duration"):
         assert f'<option value="{name}"' in body
-    body = get(client, "/metrics?name=fps")
+    body = get(client, "/explore?name=fps")
     stats = body.split('<dl class="stats">')[1].split("</dl>")[0]
     assert "<dd>59.5</dd>" in stats
     assert "<dd>44.75</dd>" in stats
     assert "<dd>30</dd>" in stats
     assert 'data-chart="metric-chart"' in body
     assert "Time (UTC)" in body
-    peak = get(client, "/metrics?name=fps&aggregation=peak")
+    peak = get(client, "/explore?name=fps&aggregation=peak")
     assert "<dt>Points</dt><dd>1" in peak
     for query in (
         "filter=current&path=theme&value=dark",
         "filter=history&path=window.open&value=%5B%22Main%22%5D",
         "filter=contains&path=window.open&value=Inspector",
     ):
-        found = get(client, f"/metrics?name=fps&{query}")
+        found = get(client, f"/explore?name=fps&{query}")
         assert "<dt>Sessions matched</dt><dd>1</dd>" in found, query
-    none = get(client, "/metrics?name=fps&filter=current&path=theme&value=light")
+    none = get(client, "/explore?name=fps&filter=current&path=theme&value=light")
     assert "<dt>Sessions matched</dt><dd>0</dd>" in none
 
 
@@ -635,7 +635,7 @@ def test_pagination_links_keep_the_filters(client: Client, filled: Filled) -> No
         ("/slow?order=max", "slow-tables"),
         ("/failures", "failures-table"),
         ("/sessions?status=ended", "sessions-table"),
-        ("/metrics?name=fps&aggregation=average", "metrics-result"),
+        ("/explore?name=fps&aggregation=average", "metrics-result"),
         (f"/tests?nodeid=t.py::test_ok&project={PROJECT}", "history"),
     ],
 )
@@ -705,9 +705,9 @@ def test_unknown_things_are_a_404_page(client: Client, path: str) -> None:
         ("/sessions?status=sleeping", "status must be one of"),
         ("/sessions?path=theme", "needs both a path"),
         ("/sessions?path=.&value=1", "state path is empty"),
-        ("/metrics?name=fps&aggregation=median", "aggregation must be one of"),
-        ("/metrics?name=fps&filter=current", "needs a state path and a value"),
-        ("/metrics?name=fps&filter=sometimes", "filter must be one of"),
+        ("/explore?name=fps&aggregation=median", "aggregation must be one of"),
+        ("/explore?name=fps&filter=current", "needs a state path and a value"),
+        ("/explore?name=fps&filter=sometimes", "filter must be one of"),
     ],
 )
 def test_bad_filter_values_are_a_400_page(
@@ -760,7 +760,7 @@ def test_sessions_labels_state_events_and_hang_stacks_are_escaped(
         "/sessions",
         f"/sessions/{filled.app_session}",
         f"/runs/{filled.live_run}",
-        url("/metrics", name="fps", filter="current", path="window.title", value=SCRIPT),
+        url("/explore", name="fps", filter="current", path="window.title", value=SCRIPT),
         url("/sessions", label=f"evil={SCRIPT}"),
     ):
         body = get(client, path)
@@ -808,7 +808,7 @@ def test_static_files_are_served(client: Client) -> None:
 
 
 def test_every_page_has_the_navigation_bar(client: Client, filled: Filled) -> None:
-    for path in ("/", "/runs", "/flaky", "/slow", "/failures", "/sessions", "/metrics", "/sql"):
+    for path in ("/", "/runs", "/flaky", "/slow", "/failures", "/sessions", "/explore", "/sql"):
         body = get(client, path)
         assert body.count('<nav aria-label="Main">') == 1
         assert f'<a href="{path}" aria-current="page">' in body, path

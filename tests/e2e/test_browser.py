@@ -194,7 +194,7 @@ def test_every_page_loads_without_errors(browser: Browser, data: dict[str, str])
         ("/failures", "Failure clusters"),
         ("/sessions", "Sessions"),
         (f"/sessions/{data['session']}", "Session"),
-        ("/metrics?name=cpu_percent", "Metrics explorer"),
+        ("/explore?name=cpu_percent", "Metrics explorer"),
         ("/sql", "SQL console"),
     ]:
         browser.open(path)
@@ -231,7 +231,7 @@ def test_charts_draw(browser: Browser, data: dict[str, str]) -> None:
     nodeid = quote("test_suite.py::test_sometimes")
     browser.open(f"/tests?nodeid={nodeid}&project={PROJECT}")
     assert browser.chart_pixels("canvas[data-chart=history-chart]") > 500
-    browser.open("/metrics?name=cpu_percent")
+    browser.open("/explore?name=cpu_percent")
     assert browser.chart_pixels("canvas[data-chart=metric-chart]") > 500
     # After an htmx swap, the new chart is drawn too.
     with browser.page.expect_response(lambda r: "aggregation=peak" in r.url):
@@ -343,7 +343,7 @@ PAGES = (
     "/sessions",
     "/sessions/{session}",
     "/sessions/{failed_run}",
-    "/metrics",
+    "/explore",
     "/sql",
 )
 

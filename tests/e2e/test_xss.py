@@ -906,7 +906,7 @@ VIEWS = [
     View(
         "metrics",
         lambda d: _q(
-            "/metrics",
+            "/explore",
             name=P["metric-name"],
             filter="current",
             path="ui.title",
@@ -943,7 +943,7 @@ VIEWS = [
         (NOT_FOUND,),
         404,
     ),
-    View("error: bad filter", lambda d: _q("/metrics", aggregation=BAD_CHOICE), (BAD_CHOICE,), 400),
+    View("error: bad filter", lambda d: _q("/explore", aggregation=BAD_CHOICE), (BAD_CHOICE,), 400),
     View("error: bad SQL", lambda d: _q("/sql", q=SQL_BAD_TABLE), (BAD_TABLE,), 400),
     View(
         "sign-in: hostile next",

@@ -1,4 +1,4 @@
-"""``GET /api/prometheus``: what it counts, what it reads, who may scrape it.
+"""``GET /metrics``: what it counts, what it reads, who may scrape it.
 
 Every exposition is parsed by `prometheus_client`'s own parser; counts are compared
 between two scrapes, so each test checks that they went up by exactly what it did.
@@ -521,3 +521,18 @@ def test_no_runs_no_project_series(client: Client) -> None:
     for family in ("pass_ratio", "failures", "duration_seconds", "flaky_tests"):
         assert gauges.labelled(f"datacat_project_{family}") == {}
     assert gauges.value("datacat_project_gauges_seconds") >= 0
+
+
+def test_a_browser_at_metrics_is_sent_to_the_explorer(client: Client) -> None:
+    """The explorer lived at /metrics: a link to it still lands on it, query and all."""
+    page = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    answer = client.get(
+        "/metrics?name=fps&aggregation=peak", headers={"Accept": page}, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/explore?name=fps&aggregation=peak"
+    assert (
+        client.get("/metrics", headers={"Accept": "*/*"})
+        .headers["content-type"]
+        .startswith("text/plain")
+    )
