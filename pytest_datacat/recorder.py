@@ -79,16 +79,16 @@ CLASSIFICATION_WAIT = 3.0
 
 def selects_part(config: pytest.Config) -> bool:
     """Whether the run selected only part of the suite: by keyword or marker, by the
-    last failures, deselected tests, stepwise, or named files and node ids."""
+    last failures, stepwise, deselected tests, or node ids (``file.py::test``). Files
+    and directories given as arguments do not count: ``pytest tests`` is how most CI
+    jobs run the whole suite, and nothing tells it apart from running part of one."""
     option = config.option
     selecting = ("keyword", "markexpr", "lf", "stepwise", "deselect")
     if any(getattr(option, name, None) for name in selecting):
         return True
-    if config.args_source != pytest.Config.ArgsSource.ARGS:
-        return False
-    root = Path(str(config.rootpath))
-    whole = {root, *((root / path).resolve() for path in config.getini("testpaths") or ())}
-    return any("::" in arg or Path(arg).resolve() not in whole for arg in config.args)
+    return config.args_source == pytest.Config.ArgsSource.ARGS and any(
+        "::" in arg for arg in config.args
+    )
 
 
 class Recorder:
