@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -13,6 +14,8 @@ from datacat_client import wire
 from datacat_server.app import create_app
 from datacat_server.settings import Settings
 from tests.server.records import RecordMaker, batch
+
+JSON_HEADERS = {"content-type": "application/json"}
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -257,3 +260,32 @@ def test_non_finite_numbers_are_refused(small: Client) -> None:
     )
     assert _post_json(small, "/api/ingest", record).status_code == 400
     assert _stored(small, sid)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "needle"),
+    [
+        ("run_start", {"python_version": "3" * 5_000_000}, "the python_version is 5000000"),
+        ("run_start", {"pytest_version": "9" * 2_000}, "the pytest_version is 2000"),
+        ("run_start", {"plugins": ["p" * 2_000]}, "one of the plugins is 2000"),
+        ("run_start", {"args": ["a" * 5_000]}, "one of the args is 5000"),
+        ("run_finish", {"status": "s" * 2_000, "exit_status": 1}, "the status is 2000"),
+        (
+            "run_finish",
+            {"counts": {"k" * 2_000: 1}, "exit_status": 1, "status": "x"},
+            "a key of counts",
+        ),
+        ("test_start", {"nodeid": "t::a", "worker": "w" * 2_000}, "the worker is 2000"),
+    ],
+)
+def test_every_field_of_a_run_is_bounded(
+    default: Client, kind: str, fields: dict[str, Any], needle: str
+) -> None:
+    """One huge value (5 MB of python_version) once made every runs page 13 MB."""
+    maker, sid = _session(default)
+    record = {"kind": kind, "session_id": sid, "seq": 10**6, "timestamp": 1.0, **fields}
+    answer = default.post(
+        "/api/ingest", content=msgspec.json.encode({"records": [record]}), headers=JSON_HEADERS
+    )
+    assert answer.status_code == 400, answer.text[:200]
+    assert needle in answer.json()["detail"]
