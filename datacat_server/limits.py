@@ -198,6 +198,23 @@ def check_records(records: Sequence[wire.Record], limits: Limits) -> None:
                 setattr(record, rule.field, checked)
 
 
+def _within(values: list[Any], rule: _FieldRule, limits: Limits) -> bool:
+    """Whether every value of a column is within its limits (else each is checked)."""
+    if rule.limit is None:
+        return False
+    bound = limits.length(rule.limit)
+    if rule.shape == "text":
+        present = [v for v in values if v is not None]
+        return not present or max(map(len, present)) <= bound
+    if rule.shape == "list" and not rule.many:
+        lengths = list(map(len, values))
+        if max(lengths, default=0) > limits.max_tags:
+            return False
+        items = [item for value in values if value for item in value]
+        return not items or max(map(len, items)) <= bound
+    return False
+
+
 def check_result_columns(blocks: Sequence[Any], limits: Limits) -> None:
     """The same limits over results sent as columns, a column at a time."""
     for number, block in enumerate(blocks):
@@ -212,13 +229,8 @@ def check_result_columns(blocks: Sequence[Any], limits: Limits) -> None:
                 )
         for rule in field_rules(wire.TestResult):
             values = getattr(block, rule.field)
-            if values is None:
-                continue
-            if rule.shape == "text":
-                bound = limits.length(rule.limit)  # type: ignore[arg-type]
-                present = [v for v in values if v is not None]
-                if not present or max(map(len, present)) <= bound:
-                    continue  # the common case: one pass, no step per value in Python
+            if values is None or _within(values, rule, limits):
+                continue  # the common case: a pass in C over the column, none per value
             for i, value in enumerate(values):
                 checked = _check_value(value, rule, limits, f"{where}[{i}]")
                 if checked is not value:
