@@ -115,6 +115,13 @@ def test_the_readme_shows_lines_the_plugin_writes() -> None:
             base, delivered=False, sent=0, spooled=4830, failure="server unreachable", overhead=0.05
         ),
         dataclasses.replace(base, leftovers_sent=4830, overhead=0.3),
+        dataclasses.replace(
+            base,
+            classification={
+                "counts": {"new": 2, "known_flaky": 1, "already_failing": 3, "fixed": 1}
+            },
+            overhead=0.24,
+        ),
     ]
     assert examples == [case.line() for case in cases]
 
