@@ -17,7 +17,6 @@ import pytest
 
 from datacat_server.store.lake import LakeSettings, LakeUnavailableError, connect
 from datacat_server.store.lake.connect import (
-    EXTENSION_PACKAGES,
     WHEEL_VERSION,
     extension_file,
     load_extensions,
@@ -149,7 +148,7 @@ def test_the_wheels_load_without_a_network_into_our_own_directory(tmp_path: Path
     }
     # INSTALL renamed the postgres file to the name its entry point needs.
     assert set(loaded) == {"ducklake", "postgres_scanner", "httpfs"}
-    for name, (path, source) in loaded.items():
+    for path, source in loaded.values():
         assert path.is_relative_to(directory), loaded
         assert "duckdb_extension_" in source  # from the wheel, not a download
     assert (directory / f"v{WHEEL_VERSION}").is_dir()
