@@ -47,10 +47,10 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datacat_server.store import tables  # noqa: E402
-from datacat_server.store.lake import LakeSettings, connect  # noqa: E402
-from datacat_server.store.lake.ddl import create_tables  # noqa: E402
-from tests.support.lake import BUCKET, PostgresServer, S3Server  # noqa: E402
+from datacat_server.store import tables
+from datacat_server.store.lake import LakeSettings, connect
+from datacat_server.store.lake.ddl import create_tables
+from tests.support.lake import BUCKET, PostgresServer, S3Server
 
 BATCH = 1_000
 EXT_DIR = Path(tempfile.gettempdir()) / "datacat-bench-lake-ext"
