@@ -118,16 +118,12 @@ def test_the_writer_views_fold_and_retention_run_on_a_lake(lake: LakeCursors) ->
     assert cur.execute("SELECT status, state FROM session_status").fetchall() == [
         ("ended", '{"phase":"setup","n":1}')
     ]
-    assert cur.execute("SELECT count(*) FROM events WHERE name = 'exception'").fetchall() == [
-        (10,)
-    ]
+    assert cur.execute("SELECT count(*) FROM events WHERE name = 'exception'").fetchall() == [(10,)]
     assert cur.execute("SELECT status FROM runs").fetchall() == [("failed",)]
 
     folded = rollups.fold(cur)
     assert folded.folded == 50
-    assert cur.execute("SELECT sum(runs), sum(failures) FROM test_rollups").fetchall() == [
-        (50, 10)
-    ]
+    assert cur.execute("SELECT sum(runs), sum(failures) FROM test_rollups").fetchall() == [(50, 10)]
 
     with transaction(cur):
         gone = delete_old(cur, RetentionPolicy(days=1), now=dt.datetime(2100, 1, 1))
