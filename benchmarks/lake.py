@@ -16,8 +16,7 @@ in one run:
   row, and the writer's shape: results plus a session update in one transaction), and
   the same with ``sessions`` in a plain PostgreSQL table beside the catalog.
 
-Run in the lake environment (``.venv-lake``, ``pip install -e '.[dev,lake]'`` plus
-``psycopg[binary]``)::
+Run in the lake environment (``.venv-lake``, ``pip install -e '.[dev,lake]'``)::
 
     .venv-lake/bin/python benchmarks/lake.py all --seconds 10 --json out.json
 
