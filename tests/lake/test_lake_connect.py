@@ -15,11 +15,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from datacat_server.errors import StoreError
 from datacat_server.store.lake import LakeSettings, LakeUnavailableError, connect
 from datacat_server.store.lake.connect import (
     WHEEL_VERSION,
     extension_file,
     load_extensions,
+    redact,
 )
 from tests.support.lake import PostgresServer
 
@@ -102,6 +104,25 @@ def test_quotes_in_settings_stay_inside_their_literals() -> None:
         assert len(duckdb.extract_statements(sql)) == 1
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'at "dbname=x host=h password=s3cr3t user=u": refused',
+            'at "dbname=x host=h password=*** user=u": refused',
+        ),
+        ("dbname=x password = 'it\\'s a \\\\ pass' user=u", "dbname=x password = *** user=u"),
+        (
+            "postgresql://datacat:s3cr3t@pg:5432/lake failed",
+            "postgresql://datacat:***@pg:5432/lake failed",
+        ),
+        ("secret 'AKIA/xyz' was refused", "secret '***' was refused"),
+    ],
+)
+def test_passwords_are_kept_out_of_messages(text: str, expected: str) -> None:
+    assert redact(text, "AKIA/xyz") == expected
+
+
 def test_a_duckdb_without_wheels_is_told_what_to_install_or_set() -> None:
     with pytest.raises(LakeUnavailableError) as raised:
         extension_file("ducklake", version="9.9.9")
@@ -161,6 +182,21 @@ def test_the_wheels_load_without_a_network_into_our_own_directory(tmp_path: Path
         config={"extension_directory": str(directory), "autoinstall_known_extensions": False}
     )
     load_extensions(from_network, from_network=True)
+
+
+@pytest.mark.lake
+def test_a_catalog_that_cannot_be_reached_is_named_without_its_password(tmp_path: Path) -> None:
+    settings = LakeSettings(
+        catalog="dbname=lake host=127.0.0.1 port=1 user=datacat password=hunter2",
+        data_path=f"{tmp_path}/data/",
+        extension_directory=tmp_path / "ext",
+    )
+    with pytest.raises(StoreError) as raised:
+        connect(settings)
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "password=***" in message
+    assert "port=1" in message
 
 
 @pytest.mark.lake

@@ -25,6 +25,7 @@ import dataclasses
 import importlib.resources
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "connect",
     "extension_file",
     "load_extensions",
+    "redact",
 ]
 
 #: Extension name → the PyPI wheel's import name that ships it.
@@ -84,6 +86,21 @@ def _first(env: Mapping[str, str], *keys: str) -> str | None:
 def _literal(text: str) -> str:
     """A SQL string literal (DuckDB's ATTACH and CREATE SECRET take no parameters)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"]+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` without passwords: DuckDB's errors quote the catalog's connection string
+    whole (``password=...`` or ``postgresql://user:password@...``)."""
+    text = _PASSWORD.sub(r"\1***", text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def default_extension_directory() -> Path:
@@ -301,4 +318,5 @@ def attach(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
         con.execute(settings.attach_sql())
         con.execute(f"USE {settings.alias}")
     except duckdb.Error as exc:
-        raise StoreError(f"cannot attach the lake at {settings.data_path}: {exc}") from None
+        said = redact(str(exc), settings.s3_secret, settings.s3_session_token)
+        raise StoreError(f"cannot attach the lake at {settings.data_path}: {said}") from None
