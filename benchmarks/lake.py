@@ -425,8 +425,8 @@ def redeliver(lake: LakeSettings, design: str) -> dict[str, Any]:
             cur.execute("COMMIT")
             outcome = "stored again"
         except duckdb.Error as exc:
-            said = [line for line in str(exc).splitlines() if "ingest: already stored" in line]
-            outcome = "refused: " + (said[0] if said else str(exc))[:160]
+            text = str(exc)  # the trigger's words follow the failed query's whole text
+            outcome = "refused: " + text[max(0, text.find("ERROR:  ingest:")) :][:100]
             with contextlib.suppress(duckdb.Error):
                 cur.execute("ROLLBACK")
     elif design.startswith("claim"):

@@ -311,7 +311,7 @@ class S3Server:
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
-    def start(self, timeout: float = 60.0) -> S3Server:
+    def start(self, timeout: float = 120.0) -> S3Server:
         fd, name = tempfile.mkstemp(prefix="datacat-moto-", suffix=".log")
         self._log = Path(name)
         with os.fdopen(fd, "wb") as log:
