@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datacat_server.store import tables
-from datacat_server.store.lake import LakeSettings, connect
+from datacat_server.store.lake import LakeSettings, connect, cursor
 from datacat_server.store.lake.ddl import create_tables
 from tests.support.lake import BUCKET, PostgresServer, S3Server
 
@@ -173,9 +173,7 @@ def writer_process(
     """Commit 1,000-result batches until ``seconds`` have passed, with the exactly-once
     ``design`` around each commit; retry a batch the lake refused."""
     con = _open(target)
-    cur = con.cursor()
-    if not isinstance(target, str):
-        cur.execute(f"USE {target.alias}")
+    cur = con.cursor() if isinstance(target, str) else cursor(con, target.alias)
     pg = psycopg_connect(target) if design.startswith(("claim", "sessions_pg")) else None
     session = str(uuid.UUID(int=writer + 1))
     sid = writer + 1
@@ -407,8 +405,7 @@ def redeliver(lake: LakeSettings, design: str) -> dict[str, Any]:
     """Send writer 0's first batch again under ``design``: how long until it is known to
     be stored already, and what is stored afterwards."""
     con = connect(lake)
-    cur = con.cursor()
-    cur.execute("USE lake")
+    cur = cursor(con)
     session = str(uuid.UUID(int=1))
     batch = results_batch(1, 0)
     started = time.perf_counter()
@@ -503,8 +500,7 @@ def measure_retention(lab: Lab, seconds: float) -> dict[str, Any]:
     lake = lab.lake()
     prepare(lake)
     con = connect(lake)
-    cur = con.cursor()
-    cur.execute("USE lake")
+    cur = cursor(con)
     for start in range(0, 20 * BATCH, BATCH):  # sessions 100..119, a batch each
         tables.insert(cur, tables.RESULTS, results_batch(100 + start // BATCH, start))
     ctx = multiprocessing.get_context("spawn")
@@ -616,8 +612,7 @@ def measure_dedup(lab: Lab, rows: int = 1_000_000, dup_fraction: float = 0.01) -
     lake = lab.lake()
     prepare(lake)
     con = connect(lake)
-    cur = con.cursor()
-    cur.execute("USE lake")
+    cur = cursor(con)
     for start in range(0, rows, BATCH):
         tables.insert(cur, tables.RESULTS, results_batch(1 + (start // 100_000), start))
     dups = int(rows * dup_fraction)

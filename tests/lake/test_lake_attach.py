@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from datacat_server.store import tables
-from datacat_server.store.lake import LakeSettings, connect
+from datacat_server.store.lake import LakeSettings, connect, cursor
 from datacat_server.store.lake.ddl import LAKE_TYPES, create_tables
 from tests.support.lake import LakeSpec
 
@@ -92,8 +92,7 @@ def test_a_batch_is_written_read_back_and_lands_as_parquet_in_the_bucket(
         1,
     )
     batch = _results(1, 1_000)
-    cur = lake.cursor()
-    cur.execute("USE lake")  # a cursor starts in the in-memory database
+    cur = cursor(lake)
     cur.execute("BEGIN TRANSACTION")
     tables.insert(cur, tables.SESSIONS, sessions)
     tables.insert(cur, tables.RESULTS, batch)
@@ -127,6 +126,17 @@ def test_a_batch_is_written_read_back_and_lands_as_parquet_in_the_bucket(
         assert other.execute("SELECT count(*) FROM sessions").fetchall() == [(1,)]
     finally:
         other.close()
+
+
+def test_a_cursor_starts_elsewhere_unless_made_by_cursor(
+    lake: duckdb.DuckDBPyConnection,
+) -> None:
+    plain = lake.cursor()
+    assert plain.execute("SELECT current_database()").fetchall() == [("memory",)]
+    made = cursor(lake)
+    assert made.execute(
+        "SELECT current_database(), current_setting('enable_progress_bar')"
+    ).fetchall() == [("lake", False)]
 
 
 def test_not_null_holds_in_the_lake(lake: duckdb.DuckDBPyConnection) -> None:

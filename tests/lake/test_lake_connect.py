@@ -214,8 +214,11 @@ def test_a_shared_directory_serves_as_the_data_path(
         "DATACAT_DUCKDB_EXTENSION_DIR": str(tmp_path / "ext"),
     }
     script = (
-        "import sys; from datacat_server.store.lake import LakeSettings, connect;"
+        "import sys; from datacat_server.store.lake import LakeSettings, connect, cursor;"
         "con = connect(LakeSettings.from_env());"
+        "assert not con.execute(\"SELECT current_setting('enable_progress_bar')\").fetchall()[0][0];"
+        "con = cursor(con);"
+        "assert not con.execute(\"SELECT current_setting('enable_progress_bar')\").fetchall()[0][0];"
         "con.execute('CREATE TABLE IF NOT EXISTS t (writer VARCHAR, n INTEGER)');"
         "con.execute('INSERT INTO t SELECT ?, range FROM range(100)', [sys.argv[1]]);"
         "print(con.execute('SELECT count(DISTINCT writer) FROM t').fetchall()[0][0])"

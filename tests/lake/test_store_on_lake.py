@@ -16,7 +16,7 @@ import pytest
 
 from datacat_client import wire
 from datacat_server.store import rollups, tables
-from datacat_server.store.lake import LakeSettings, connect
+from datacat_server.store.lake import LakeSettings, connect, cursor
 from datacat_server.store.lake.ddl import create_tables
 from datacat_server.store.retention import RetentionPolicy, delete_old
 from datacat_server.store.schema import view_statements
@@ -36,9 +36,7 @@ class LakeCursors:
         self.con = con
 
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
-        cur = self.con.cursor()
-        cur.execute("USE lake")  # a cursor starts in the in-memory database
-        return cur
+        return cursor(self.con)
 
     def reopen(self) -> None:
         raise AssertionError("not expected here")

@@ -8,6 +8,7 @@ from datacat_server.store.lake.connect import (
     LakeUnavailableError,
     attach,
     connect,
+    cursor,
     extension_file,
     load_extensions,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "LakeUnavailableError",
     "attach",
     "connect",
+    "cursor",
     "extension_file",
     "load_extensions",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "LakeUnavailableError",
     "attach",
     "connect",
+    "cursor",
     "extension_file",
     "load_extensions",
     "redact",
@@ -302,12 +303,29 @@ def connect(settings: LakeSettings, path: str = ":memory:") -> duckdb.DuckDBPyCo
         },
     )
     try:
+        _quiet(con)
         load_extensions(con, _needed(settings), from_network=settings.extensions_from_network)
         attach(con, settings)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _quiet(cur: duckdb.DuckDBPyConnection) -> None:
+    # A query over 2 s would draw a progress bar on the server's stdout; the setting
+    # is per connection and cursor (DuckDB refuses it as a global option).
+    cur.execute("SET enable_progress_bar = false")
+
+
+def cursor(con: duckdb.DuckDBPyConnection, alias: str = "lake") -> duckdb.DuckDBPyConnection:
+    """A new cursor of ``con`` on the lake. A cursor starts in the connection's own
+    (in-memory) database, whatever ``USE`` said on the connection, and with DuckDB's
+    progress bar on: every cursor the lake store makes must come from here."""
+    cur = con.cursor()
+    _quiet(cur)
+    cur.execute(f"USE {alias}")
+    return cur
 
 
 def attach(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
