@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
 from dashboard._charts import Spec, metric_chart
@@ -21,7 +20,7 @@ from datacat_server.queries.metrics import (
     state_paths,
 )
 from datacat_server.queries.state_filter import FILTERS
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["MetricPages", "MetricsFilters", "MetricsPage"]
 
@@ -90,8 +89,8 @@ class MetricPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:metrics")
-    def metrics(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
-        cur = store.reader()
+    def metrics(self, request: Request[Any, Any, Any]) -> Template:
+        cur = read_cursor(request)
         names = metric_names(cur)
         filters = MetricsFilters.read(QueryReader(request.query_params), names)
         series = None
