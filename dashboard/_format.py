@@ -102,9 +102,13 @@ _BYTE_UNITS = ("bytes", "byte", "B")
 
 def metric_value(value: float | None, unit: str = "") -> str:
     """A metric's value as text in its unit: durations (``s``, ``ms``) as ``12 ms``,
-    sizes (``bytes``) as ``1.5 MiB``, anything else as the number and its unit."""
+    sizes (``bytes``) as ``1.5 MiB``, rates as their unit per second (``1.5 MiB/s``,
+    ``10 requests/s``, ``10/s``), anything else as the number and its unit."""
     if value is None:
         return _DASH
+    if unit.endswith("/s"):
+        base = unit.removesuffix("/s")
+        return (metric_value(value, base) if base else number(value)) + "/s"
     if unit in _DURATION_UNITS:
         return duration(value * _DURATION_UNITS[unit])
     if unit in _BYTE_UNITS:

@@ -468,3 +468,54 @@ def test_charts_span_their_data_and_per_test_metrics_are_points(
     for chart in charts:
         assert chart["lines"] == [False], chart  # one value per test: no line between them
         assert chart["x"] == "Tests, highest value first"
+
+
+_CHART = """s => { const c = Chart.getChart(document.querySelector(s));
+  return {type: c.config.type, labels: c.data.labels, data: c.data.datasets.map(d => d.data),
+          drawn: c.data.datasets.map((d, i) => c.getDatasetMeta(i).type),
+          widths: c.getDatasetMeta(0).data.map(e => e.width || 0),
+          lines: c.data.datasets.map(d => d.showLine), y: c.options.scales.y.title.text}; }"""
+
+
+def test_per_session_aggregations_are_bars_and_counters_rates(
+    browser: Browser, server: ServerProcess, tmp_path: Path
+) -> None:
+    ids = []
+    for n in range(3):  # through the client library, unit and kind on the wire
+        session = create_session(server.url, name=f"bars-{n}", spool_dir=tmp_path / "spool")
+        for value in (100.0 + n, 40.0, 300.0 + 10 * n):
+            session.log_metric("bar_latency", value, unit="ms")
+        for total in (0, 10, 30):
+            session.log_metric("bar_requests", total, unit="requests", kind="counter")
+        session.end()
+        assert session.flush(5)
+        session.close()
+        ids.append(session.session_id)
+    page = browser.page
+    canvas = "canvas[data-chart=metric-chart]"
+
+    browser.open("/explore?name=bar_latency")  # every value: a line per session
+    assert browser.chart_pixels(canvas) > 500
+    every = page.evaluate(_CHART, canvas)
+    assert every["type"] == "line"
+    assert len(every["lines"]) == 3
+    assert every["y"] == "bar_latency (ms)"
+
+    with page.expect_response(lambda r: "aggregation=peak" in r.url):
+        page.select_option("select[name=aggregation]", "peak")
+    browser.wait_until(f"Chart.getChart(document.querySelector('{canvas}'))?.config.type === 'bar'")
+    assert browser.chart_pixels(canvas) > 500
+    peaks = page.evaluate(_CHART, canvas)
+    assert peaks["drawn"] == ["bar"]  # one dataset of bars: no line joins the sessions
+    assert peaks["labels"] == [i[:8] for i in ids]
+    assert peaks["data"] == [[300.0, 310.0, 320.0]]
+    assert all(width > 5 for width in peaks["widths"]), peaks["widths"]
+    assert peaks["y"] == "bar_latency (ms)"
+    assert "320 ms" in page.locator("#metrics-result dl.stats").inner_text()
+
+    browser.open("/explore?name=bar_requests")
+    assert browser.chart_pixels(canvas) > 100
+    rates = page.evaluate(_CHART, canvas)
+    assert rates["y"] == "bar_requests rate (requests/s)"
+    assert "requests/s" in page.locator("#metrics-result dl.stats").inner_text()
+    assert "is a counter" in page.locator("#metrics-result").inner_text()
