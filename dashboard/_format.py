@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ __all__ = [
     "percent",
     "pretty_json",
     "safe_url",
+    "shell_quote",
     "short_commit",
     "tag_value",
     "traceback_html",
@@ -210,6 +212,11 @@ def safe_url(url: str | None) -> str:
     return url if scheme in ("http", "https") else ""
 
 
+def shell_quote(text: str) -> str:
+    """``text`` as one word of a shell command line (quoted when it needs it)."""
+    return shlex.quote(text)
+
+
 def pretty_json(value: Any) -> str:
     """A JSON value indented for reading (escaped by the template like any text)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
@@ -264,5 +271,6 @@ FILTERS = {
     "utc": utc,
     "short_commit": short_commit,
     "safe_url": safe_url,
+    "shell_quote": shell_quote,
     "pretty_json": pretty_json,
 }

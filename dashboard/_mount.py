@@ -40,6 +40,7 @@ NAV = (
     ("/flaky", "Flaky"),
     ("/slow", "Slow"),
     ("/failures", "Failures"),
+    ("/quarantine", "Quarantine"),
     ("/sessions", "Sessions"),
     ("/explore", "Metrics"),
     ("/sql", "SQL"),

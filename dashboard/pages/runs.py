@@ -14,6 +14,7 @@ from dashboard._paging import Paging
 from dashboard._params import QueryReader, filters_href
 from dashboard._render import render
 from dashboard._window import ProjectChoice
+from datacat_server.queries.quarantine import RunQuarantine, run_quarantine
 from datacat_server.queries.runs import (
     UNFINISHED,
     HangEvent,
@@ -111,6 +112,8 @@ class RunPage:
     paging: Paging
     slowest: list[TestRow]
     hangs: list[HangEvent]
+    #: Its failed tests in quarantine when it started, or now, by node id.
+    quarantined: dict[str, RunQuarantine] = dataclasses.field(default_factory=dict)
     outcomes: tuple[str, ...] = OUTCOMES
     #: The first failures of a page show their traceback open.
     open_tracebacks: int = OPEN_TRACEBACKS
@@ -123,6 +126,11 @@ class RunPage:
     def link(self, **changes: object) -> str:
         """This page's URL, with some test filters changed."""
         return self.filters.link(self.run.id, **changes)
+
+    @property
+    def quarantined_failures(self) -> int:
+        """Its failed tests that were in quarantine when it started."""
+        return sum(q.at_start for q in self.quarantined.values())
 
 
 class RunPages(Controller):
@@ -171,6 +179,7 @@ class RunPages(Controller):
             paging=paging,
             slowest=run_tests(cur, run.id, order="slowest", limit=SLOWEST),
             hangs=run_hangs(cur, run.id),
+            quarantined=run_quarantine(cur, run.id),
         )
         fragments = {"run-live": "_run_poll.html", "run-tests": "_run_tests.html"}
         return render(request, "run.html", page, fragments)

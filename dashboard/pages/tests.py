@@ -15,6 +15,14 @@ from dashboard._params import BadFilter, QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.history import HistoryPoint, TestHistory, test_history
+from datacat_server.queries.quarantine import (
+    Change,
+    Policy,
+    QuarantineEntry,
+    entry,
+    history,
+    policy,
+)
 from datacat_server.web import OUTCOMES, read_cursor
 
 __all__ = ["TestHistoryPage", "TestPages"]
@@ -29,6 +37,12 @@ class TestHistoryPage:
     window: WindowFilters
     history: TestHistory
     chart: Spec
+    #: Its place in quarantine, or None.
+    quarantine: QuarantineEntry | None = None
+    #: The project's policy (how an automatic quarantine ends), when it is in quarantine.
+    policy: Policy | None = None
+    #: The last change to its quarantine, when it is not in it (it was taken out).
+    released: Change | None = None
     outcomes: tuple[str, ...] = OUTCOMES
 
     @property
@@ -59,5 +73,14 @@ class TestPages(Controller):
         )
         if found is None:
             raise NotFoundException(f"No test {nodeid!r} in project {window.project!r}.")
-        page = TestHistoryPage(window, found, history_chart(found, run_href))
+        held = entry(cur, found.project, found.nodeid)
+        last = None if held else next(iter(history(cur, found.project, found.nodeid, 1)), None)
+        page = TestHistoryPage(
+            window,
+            found,
+            history_chart(found, run_href),
+            quarantine=held,
+            policy=policy(cur, found.project) if held else None,
+            released=last,
+        )
         return render(request, "test.html", page, {"history": "_history.html"})

@@ -192,6 +192,7 @@ def test_every_page_loads_without_errors(browser: Browser, data: dict[str, str])
         ("/flaky", "Flaky tests"),
         ("/slow", "Slow tests"),
         ("/failures", "Failure clusters"),
+        ("/quarantine", "Quarantine"),
         ("/sessions", "Sessions"),
         (f"/sessions/{data['session']}", "Session"),
         ("/explore?name=cpu_percent", "Metrics explorer"),
@@ -519,3 +520,30 @@ def test_per_session_aggregations_are_bars_and_counters_rates(
     assert rates["y"] == "bar_requests rate (requests/s)"
     assert "requests/s" in page.locator("#metrics-result dl.stats").inner_text()
     assert "is a counter" in page.locator("#metrics-result").inner_text()
+
+
+def test_quarantine_shows_on_its_page_the_test_s_page_and_the_run(
+    browser: Browser, server: ServerProcess, data: dict[str, str]
+) -> None:
+    nodeid = "test_suite.py::test_sometimes"
+    answer = httpx.post(
+        f"{server.url}/api/quarantine",
+        json={"project": PROJECT, "nodeid": nodeid, "reason": "fails one run in three"},
+    )
+    assert answer.json() == {"changed": True}
+    page = browser.page
+    browser.open(f"/runs/{data['failed_run']}")
+    badge = page.locator("#run-tests a.badge.q-later")  # quarantined after that run
+    assert badge.count() == 1
+    assert badge.is_visible()
+    with page.expect_navigation():
+        badge.click()
+    assert page.url.endswith(f"/quarantine?project={PROJECT}")
+    listed = page.locator("#quarantined").inner_text()
+    assert nodeid in listed
+    assert "fails one run in three" in listed
+    assert page.locator("nav a[aria-current=page]").inner_text() == "Quarantine"
+    browser.open(f"/tests?nodeid={quote(nodeid)}&project={PROJECT}")
+    notice = page.locator(".quarantine-notice")
+    assert notice.is_visible()
+    assert "In quarantine since" in notice.inner_text()
