@@ -25,7 +25,7 @@ from datacat_server.queries.quarantine import (
     quarantine_projects,
 )
 from datacat_server.queries.window import default_project, projects
-from datacat_server.web import read_cursor
+from datacat_server.web import identity, read_cursor
 
 __all__ = ["QuarantinePage", "QuarantinePages"]
 
@@ -49,6 +49,8 @@ class QuarantinePage:
     policy: Policy | None
     #: This server's address, for the commands the page shows.
     server: str
+    #: The server has no tokens: the commands need none.
+    open: bool = False
 
     @property
     def log_cut(self) -> bool:
@@ -84,5 +86,6 @@ class QuarantinePages(Controller):
             log=history(cur, project, limit=LOG_ROWS) if project else [],
             policy=policy(cur, project) if project else None,
             server=f"{request.url.scheme}://{request.url.netloc}",
+            open=identity(request).open,
         )
         return render(request, "quarantine.html", page)

@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 
 from datacat_client import wire
 from datacat_server.app import create_app
+from datacat_server.auth import Scope, Token, TokenSet
 from datacat_server.queries.quarantine import entry, quarantine_projects, run_quarantine
 from datacat_server.settings import Settings
 from datacat_server.store import Store
@@ -157,7 +158,10 @@ def test_the_page_says_how_to_change_it_since_it_only_reads(client: Client) -> N
     body = html.unescape(_get(client, "/quarantine", project="shop"))
     change = body.split('id="change"')[1].split("</section>")[0]
     assert "The dashboard only reads" in change
-    assert "export DATACAT_URL=http://testserver.local DATACAT_TOKEN=" in change
+    # this server has no tokens: the commands need none
+    assert "export DATACAT_URL=http://testserver.local\n" in change
+    assert "This server has no tokens" in change
+    assert "DATACAT_TOKEN" not in change
     assert "datacat quarantine add 'tests/test_file.py::test_name' --project shop" in change
     assert "datacat quarantine list --project shop" in change
     assert '"project": "shop", "auto": false, "release_after": 30' in change  # turns it off
@@ -239,3 +243,18 @@ def test_a_run_marks_its_failed_tests_that_were_quarantined(
     assert "of its failed tests" not in earlier
     assert earlier.count('class="badge q-later"') == 2  # quarantined after it started
     assert "q-mark" not in earlier
+
+
+def test_with_tokens_the_commands_take_one_of_the_quarantine_scope(
+    filled: tuple[Store, History],
+) -> None:
+    store, _ = filled
+    read = Token("read-token-0123456789abcdef", frozenset({Scope.READ}), "board")
+    app = create_app(Settings(db_path=store.db.path), store=store, tokens=TokenSet((read,)))
+    with TestClient(app=app) as client:
+        answer = client.get("/quarantine", headers={"Authorization": f"Bearer {read.secret}"})
+    assert answer.status_code == 200
+    change = html.unescape(answer.text).split('id="change"')[1].split("</section>")[0]
+    assert "DATACAT_TOKEN=<a token with the quarantine scope>" in change
+    assert '-H "Authorization: Bearer $DATACAT_TOKEN"' in change
+    assert "This server has no tokens" not in change
