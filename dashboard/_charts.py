@@ -6,8 +6,10 @@ points (x in epoch milliseconds on time axes) drawn as a line unless ``showLine`
 false.
 Optional per-point ``outcomes`` colour the points, ``tips`` add a line to their
 tooltip, ``links`` make a click open a page; a ``muted`` dataset is drawn in grey
-(the rest get the series colours in turn). Nothing here is executable; templates
-embed it with ``|tojson``.
+(the rest get the series colours in turn). A spec with ``"type": "bar"`` is a bar per
+category instead: ``x.labels`` name the categories, a dataset's ``values`` are the
+bars' heights (with ``tips`` and ``links`` as above). Nothing here is executable;
+templates embed it with ``|tojson``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dashboard._format import duration, epoch_ms, metric_title, tag_value
+from dashboard._format import duration, epoch_ms, metric_title, tag_value, utc
 from datacat_server.queries.history import TestHistory
 from datacat_server.queries.metrics import TEST_METRICS, MetricSeries
 from datacat_server.queries.overview import PassRatePoint
 from datacat_server.queries.sessions import MetricOut
 
 __all__ = [
+    "MAX_BARS",
     "SESSION_POINTS",
     "SessionMetric",
     "duration_unit",
@@ -40,6 +43,8 @@ Spec = dict[str, Any]
 
 #: Series drawn one by one; sessions beyond these share one "other sessions" series.
 MAX_SERIES = 8
+#: Bars a per-session chart draws (the newest sessions): more would be slivers.
+MAX_BARS = 200
 #: Points of one metric a session page draws (the latest): a test run logs a
 #: duration per test, and a live page redraws every few seconds.
 SESSION_POINTS = 2000
@@ -145,7 +150,12 @@ _BINARY = (("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0), ("B", 1.0))
 def value_scale(unit: str, values: Sequence[float]) -> tuple[str, float]:
     """The unit that reads best for these values logged in ``unit`` (``ms`` for
     durations under a second, ``MiB`` for megabytes of bytes), and the factor that
-    turns a logged value into it. Other units stay as they are."""
+    turns a logged value into it. Other units stay as they are; a rate (``bytes/s``)
+    scales as its unit does."""
+    base = unit.removesuffix("/s")
+    if base and base != unit:
+        label, scale = value_scale(base, values)
+        return f"{label}/s", scale
     if unit in _SECONDS:
         label, scale = duration_unit([v * _SECONDS[unit] for v in values])
         return label, scale * _SECONDS[unit]
@@ -156,44 +166,52 @@ def value_scale(unit: str, values: Sequence[float]) -> tuple[str, float]:
     return unit, 1.0
 
 
-def metric_chart(series: MetricSeries, session_href: Callable[[str], str]) -> Spec:
-    """A metric over time: a series per session for every value, one line per aggregate.
+def metric_chart(
+    series: MetricSeries, session_href: Callable[[str], str], aggregation_label: str = ""
+) -> Spec:
+    """A metric over time, a series per session (a counter's rate for a counter); a
+    per-session aggregation as a bar per session (the newest `MAX_BARS`, oldest first):
+    one value per session, nothing joins one session to another.
 
     DataCat's per-test metrics are one value per test: their points are not joined."""
-    unit, scale = value_scale(series.unit, [p.value for p in series.points])
+    unit, scale = value_scale(series.value_unit, [p.value for p in series.points])
+    rate = " rate" if series.kind == "counter" else ""
+    y = _axis(metric_title(series.name + rate, unit), unit=unit)
+    if series.aggregation != "all":
+        shown = series.points[-MAX_BARS:]
+        return {
+            "type": "bar",
+            "x": {**_axis("Sessions, oldest first"), "labels": [p.session_id[:8] for p in shown]},
+            "y": y,
+            "datasets": [
+                {
+                    "label": aggregation_label or f"{series.aggregation} per session",
+                    "values": [p.value * scale for p in shown],
+                    "tips": [f"session {p.session_id}, from {utc(p.timestamp)}" for p in shown],
+                    "links": [session_href(p.session_id) for p in shown],
+                }
+            ],
+        }
     per_test = series.name in TEST_METRICS
-    if series.aggregation == "all":
-        by_session: dict[str, list[tuple[str, float]]] = defaultdict(list)
-        for point in series.points:
-            by_session[point.session_id].append((point.timestamp, point.value * scale))
-        order = list(by_session)  # oldest first: the newest sessions get their own series
-        older, newest = order[:-MAX_SERIES], order[-MAX_SERIES:]
-        datasets = []
-        if older:
-            rest = sorted(value for session in older for value in by_session[session])
-            datasets.append({**_dataset("older sessions", rest, show_line=False), "muted": True})
-        datasets += [
-            _dataset(
-                f"session {session[:8]}",
-                by_session[session],
-                show_line=not per_test,
-                link=session_href(session),
-            )
-            for session in newest
-        ]
-    else:
-        values = [(p.timestamp, p.value * scale) for p in series.points]
-        datasets = [
-            {
-                **_dataset(f"{series.aggregation} per session", values),
-                "links": [session_href(p.session_id) for p in series.points],
-            }
-        ]
-    return {
-        "x": _axis("Time (UTC)", time=True),
-        "y": _axis(metric_title(series.name, unit), unit=unit),
-        "datasets": datasets,
-    }
+    by_session: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for point in series.points:
+        by_session[point.session_id].append((point.timestamp, point.value * scale))
+    order = list(by_session)  # oldest first: the newest sessions get their own series
+    older, newest = order[:-MAX_SERIES], order[-MAX_SERIES:]
+    datasets = []
+    if older:
+        rest = sorted(value for session in older for value in by_session[session])
+        datasets.append({**_dataset("older sessions", rest, show_line=False), "muted": True})
+    datasets += [
+        _dataset(
+            f"session {session[:8]}",
+            by_session[session],
+            show_line=not per_test,
+            link=session_href(session),
+        )
+        for session in newest
+    ]
+    return {"x": _axis("Time (UTC)", time=True), "y": y, "datasets": datasets}
 
 
 def _dataset(

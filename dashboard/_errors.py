@@ -18,8 +18,7 @@ from dashboard._headers import SECURITY_HEADERS
 from dashboard._params import href
 from dashboard._render import VARY, partial_target
 from dashboard.pages.login import safe_next, sign_in_page
-from datacat_server.auth import COOKIE
-from datacat_server.errors import InvalidInputError
+from datacat_server.web import InvalidInputError, identity
 
 __all__ = ["ERROR_HANDLERS", "ErrorPage", "browser_not_found"]
 
@@ -78,7 +77,8 @@ def _sign_in(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
         return Response(content=b"", status_code=401, headers=headers)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     target = safe_next(here if request.method == "GET" else None)
-    stale = "Your sign-in is no longer valid; sign in again." if COOKIE in request.cookies else None
+    signed_in = identity(request).signed_in
+    stale = "Your sign-in is no longer valid; sign in again." if signed_in else None
     return sign_in_page(request, target, stale, 401, headers)
 
 

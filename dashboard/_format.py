@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ __all__ = [
     "percent",
     "pretty_json",
     "safe_url",
+    "shell_quote",
     "short_commit",
     "tag_value",
     "traceback_html",
@@ -102,9 +104,13 @@ _BYTE_UNITS = ("bytes", "byte", "B")
 
 def metric_value(value: float | None, unit: str = "") -> str:
     """A metric's value as text in its unit: durations (``s``, ``ms``) as ``12 ms``,
-    sizes (``bytes``) as ``1.5 MiB``, anything else as the number and its unit."""
+    sizes (``bytes``) as ``1.5 MiB``, rates as their unit per second (``1.5 MiB/s``,
+    ``10 requests/s``, ``10/s``), anything else as the number and its unit."""
     if value is None:
         return _DASH
+    if unit.endswith("/s"):
+        base = unit.removesuffix("/s")
+        return (metric_value(value, base) if base else number(value)) + "/s"
     if unit in _DURATION_UNITS:
         return duration(value * _DURATION_UNITS[unit])
     if unit in _BYTE_UNITS:
@@ -206,6 +212,11 @@ def safe_url(url: str | None) -> str:
     return url if scheme in ("http", "https") else ""
 
 
+def shell_quote(text: str) -> str:
+    """``text`` as one word of a shell command line (quoted when it needs it)."""
+    return shlex.quote(text)
+
+
 def pretty_json(value: Any) -> str:
     """A JSON value indented for reading (escaped by the template like any text)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
@@ -260,5 +271,6 @@ FILTERS = {
     "utc": utc,
     "short_commit": short_commit,
     "safe_url": safe_url,
+    "shell_quote": shell_quote,
     "pretty_json": pretty_json,
 }

@@ -24,6 +24,7 @@ from dashboard._links import history_href, run_href, session_href, sql_download_
 from dashboard._params import href
 from dashboard._static import STATIC_ERROR_HANDLERS, StaticFileSystem
 from dashboard.pages import PAGES
+from datacat_server.web import identity
 
 __all__ = ["NAV", "DashboardPlugin", "page_router", "static_router", "template_config"]
 
@@ -39,6 +40,7 @@ NAV = (
     ("/flaky", "Flaky"),
     ("/slow", "Slow"),
     ("/failures", "Failures"),
+    ("/quarantine", "Quarantine"),
     ("/sessions", "Sessions"),
     ("/explore", "Metrics"),
     ("/sql", "SQL"),
@@ -68,6 +70,7 @@ def _configure(engine: JinjaTemplateEngine) -> None:
         sql_download_href=sql_download_href,
         metric_title=metric_title,
         metric_value=metric_value,
+        identity=identity,
     )
 
 

@@ -182,9 +182,19 @@ class DatacatClient:
         name: str,
         value: float,
         tags: Sequence[object] | Mapping[str, object] | None = None,
+        *,
+        unit: str = "",
+        kind: wire.MetricKind = "gauge",
     ) -> dict[str, Any]:
-        """Log a metric value; ``tags`` is a list of strings or a mapping (sent as ``k=v``)."""
-        body = {"name": name, "value": float(value), "tags": format_tags(tags)}
+        """Log a metric value; ``tags`` is a list of strings or a mapping (sent as ``k=v``).
+        ``unit`` (``"ms"``, ``"bytes"``) and ``kind`` (``"gauge"``, a level, or
+        ``"counter"``, a running total) as `Session.log_metric` takes them; sent only
+        when given, so a call without them is the seed's request."""
+        body: dict[str, Any] = {"name": name, "value": float(value), "tags": format_tags(tags)}
+        if unit:
+            body["unit"] = unit
+        if kind != "gauge":
+            body["kind"] = kind
         answer: dict[str, Any] = self._call("POST", self._path(session_id, "/metrics"), body)
         return answer
 

@@ -229,10 +229,19 @@ class Session:
         name: str,
         value: float,
         tags: Sequence[object] | Mapping[str, object] | None = None,
+        *,
+        unit: str = "",
+        kind: wire.MetricKind = "gauge",
     ) -> None:
         """Log a metric value. ``tags``: a list of strings, or a mapping (sent as ``k=v``).
 
-        A value that is not a finite number is dropped, with one warning per metric name.
+        ``unit`` says what the value counts (``"ms"``, ``"bytes"``, ``"requests"``): the
+        dashboard labels axes and statistics with it. ``kind`` is ``"gauge"`` (a level at
+        a moment, the default) or ``"counter"`` (a running total, which the metrics
+        explorer shows as a rate per second).
+
+        A value that is not a finite number, or a kind other than those two, is dropped,
+        with one warning per metric name.
         """
         try:
             if type(name) is not str or not name:
@@ -252,6 +261,14 @@ class Session:
                     f"metric {name!r}: a value that is not a finite number was dropped",
                 )
                 return
+            if kind not in ("gauge", "counter"):
+                self._drop(
+                    name,
+                    "metric kind",
+                    f"metric {name!r}: kind must be 'gauge' or 'counter', got {kind!r};"
+                    " the value was dropped",
+                )
+                return
             self._submit(
                 wire.Metric(
                     session_id=self.session_id,
@@ -260,6 +277,8 @@ class Session:
                     name=name,
                     value=value,
                     tags=format_tags(tags) if tags else [],
+                    unit=unit if type(unit) is str else str(unit),
+                    kind=kind,
                 )
             )
         except Exception:

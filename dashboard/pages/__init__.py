@@ -7,6 +7,7 @@ from dashboard.pages.flaky import FlakyPages
 from dashboard.pages.login import LoginPages
 from dashboard.pages.metrics import MetricPages
 from dashboard.pages.overview import OverviewPages
+from dashboard.pages.quarantine import QuarantinePages
 from dashboard.pages.runs import RunPages
 from dashboard.pages.sessions import SessionPages
 from dashboard.pages.slow import SlowPages
@@ -22,6 +23,7 @@ PAGES = [
     FlakyPages,
     SlowPages,
     FailurePages,
+    QuarantinePages,
     SessionPages,
     MetricPages,
     SqlPages,

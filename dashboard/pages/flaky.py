@@ -6,14 +6,13 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
 from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["FlakyPage", "FlakyPages"]
 
@@ -33,8 +32,8 @@ class FlakyPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:flaky")
-    def flaky(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
-        cur = store.reader()
+    def flaky(self, request: Request[Any, Any, Any]) -> Template:
+        cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur)
         page = FlakyPage(window, flaky_tests(cur, window.window(cur), limit=LIMIT))
         return render(request, "flaky.html", page, {"flaky-table": "_flaky_table.html"})

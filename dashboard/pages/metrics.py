@@ -6,10 +6,9 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
-from dashboard._charts import Spec, metric_chart
+from dashboard._charts import MAX_BARS, Spec, metric_chart
 from dashboard._links import session_href
 from dashboard._params import QueryReader
 from dashboard._render import render
@@ -21,7 +20,7 @@ from datacat_server.queries.metrics import (
     state_paths,
 )
 from datacat_server.queries.state_filter import FILTERS
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["MetricPages", "MetricsFilters", "MetricsPage"]
 
@@ -84,14 +83,35 @@ class MetricsPage:
         """The newest points, newest first (the chart's table fallback)."""
         return [] if self.series is None else self.series.points[-TABLE_ROWS:][::-1]
 
+    @property
+    def per_session(self) -> bool:
+        """One point per session: the chart is a bar per session."""
+        return self.series is not None and self.series.aggregation != "all"
+
+    @property
+    def bars_left_out(self) -> int:
+        """Sessions the bar chart leaves out (it draws the newest `MAX_BARS`)."""
+        series = self.series
+        if series is None or series.aggregation == "all":
+            return 0
+        return max(0, len(series.points) - MAX_BARS)
+
+    @property
+    def what(self) -> str:
+        """What the chart shows: ``served rate (peak per session)``."""
+        if self.series is None:
+            return ""
+        rate = " rate" if self.series.kind == "counter" else ""
+        return f"{self.series.name}{rate} ({self.aggregations[self.series.aggregation]})"
+
 
 class MetricPages(Controller):
     path = "/explore"
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:metrics")
-    def metrics(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
-        cur = store.reader()
+    def metrics(self, request: Request[Any, Any, Any]) -> Template:
+        cur = read_cursor(request)
         names = metric_names(cur)
         filters = MetricsFilters.read(QueryReader(request.query_params), names)
         series = None
@@ -105,7 +125,9 @@ class MetricPages(Controller):
                 value=filters.value,
                 limit=POINTS,
             )
-        chart = None if series is None else metric_chart(series, session_href)
+        chart = None
+        if series is not None:
+            chart = metric_chart(series, session_href, AGGREGATION_LABELS[series.aggregation])
         paths = state_paths(cur, limit=PATHS_SUGGESTED)
         page = MetricsPage(filters, names, paths, series, chart)
         return render(request, "metrics.html", page, {"metrics-result": "_metrics_result.html"})

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
 from dashboard._charts import Spec, pass_rate_chart
@@ -15,7 +14,7 @@ from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.overview import Overview, overview
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["OverviewPage", "OverviewPages"]
 
@@ -39,8 +38,8 @@ class OverviewPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:overview")
-    def overview(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
-        cur = store.reader()
+    def overview(self, request: Request[Any, Any, Any]) -> Template:
+        cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur, default_runs=50)
         data = overview(cur, window.project, runs=window.runs)
         page = OverviewPage(window, data, pass_rate_chart(data.pass_rate, run_href))

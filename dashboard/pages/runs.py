@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
@@ -15,7 +14,7 @@ from dashboard._paging import Paging
 from dashboard._params import QueryReader, filters_href
 from dashboard._render import render
 from dashboard._window import ProjectChoice
-from datacat_client.wire import OUTCOMES
+from datacat_server.queries.quarantine import RunQuarantine, run_quarantine
 from datacat_server.queries.runs import (
     UNFINISHED,
     HangEvent,
@@ -29,7 +28,7 @@ from datacat_server.queries.runs import (
     run_tests,
 )
 from datacat_server.queries.window import projects
-from datacat_server.store import Store
+from datacat_server.web import OUTCOMES, read_cursor
 
 __all__ = ["RUN_OUTCOMES", "RunPage", "RunPages", "RunTestFilters", "RunsFilters", "RunsPage"]
 
@@ -113,6 +112,8 @@ class RunPage:
     paging: Paging
     slowest: list[TestRow]
     hangs: list[HangEvent]
+    #: Its failed tests in quarantine when it started, or now, by node id.
+    quarantined: dict[str, RunQuarantine] = dataclasses.field(default_factory=dict)
     outcomes: tuple[str, ...] = OUTCOMES
     #: The first failures of a page show their traceback open.
     open_tracebacks: int = OPEN_TRACEBACKS
@@ -126,15 +127,20 @@ class RunPage:
         """This page's URL, with some test filters changed."""
         return self.filters.link(self.run.id, **changes)
 
+    @property
+    def quarantined_failures(self) -> int:
+        """Its failed tests that were in quarantine when it started."""
+        return sum(q.at_start for q in self.quarantined.values())
+
 
 class RunPages(Controller):
     path = "/runs"
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:runs")
-    def runs(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def runs(self, request: Request[Any, Any, Any]) -> Template:
         filters = RunsFilters.read(QueryReader(request.query_params))
-        cur = store.reader()
+        cur = read_cursor(request)
         chosen = {"project": filters.project, "branch": filters.branch, "outcome": filters.outcome}
         paging = Paging(filters.page, RUNS_PER_PAGE, count_runs(cur, **chosen))
         page = RunsPage(
@@ -149,11 +155,10 @@ class RunPages(Controller):
     def run(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
         run_id: FromPath[str],
     ) -> Template:
         filters = RunTestFilters.read(QueryReader(request.query_params))
-        cur = store.reader()
+        cur = read_cursor(request)
         run = get_run(cur, run_id)
         if run is None:
             raise NotFoundException(f"There is no run {run_id!r}.")
@@ -174,6 +179,7 @@ class RunPages(Controller):
             paging=paging,
             slowest=run_tests(cur, run.id, order="slowest", limit=SLOWEST),
             hangs=run_hangs(cur, run.id),
+            quarantined=run_quarantine(cur, run.id),
         )
         fragments = {"run-live": "_run_poll.html", "run-tests": "_run_tests.html"}
         return render(request, "run.html", page, fragments)

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Template
@@ -28,7 +27,7 @@ from datacat_server.queries.sessions import (
     session_view,
     state_history,
 )
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["MetricChart", "SessionPage", "SessionPages", "SessionsFilters", "SessionsPage"]
 
@@ -154,9 +153,9 @@ class SessionPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:sessions")
-    def sessions(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def sessions(self, request: Request[Any, Any, Any]) -> Template:
         filters = SessionsFilters.read(QueryReader(request.query_params))
-        cur = store.reader()
+        cur = read_cursor(request)
         found = list_sessions(
             cur,
             status=filters.status,
@@ -175,10 +174,9 @@ class SessionPages(Controller):
     def session(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
         session_id: FromPath[str],
     ) -> Template:
-        cur = store.reader()
+        cur = read_cursor(request)
         view = session_view(cur, session_id, events=EVENTS_SHOWN, values_per_metric=SESSION_POINTS)
         if view is None:
             raise NotFoundException(f"There is no session {session_id!r}.")

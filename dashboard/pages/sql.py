@@ -15,16 +15,19 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Template
 
 from dashboard._params import MAX_TEXT, QueryReader, href
 from dashboard._render import render
 from datacat_server.queries.schema_info import EXAMPLE_QUERIES, Relation, describe_store
-from datacat_server.queries.sql import SqlRefused
-from datacat_server.sqlpool.pool import SqlBusyError, SqlPool, SqlUnavailableError
-from datacat_server.store import Store
+from datacat_server.web import (
+    SqlBusyError,
+    SqlRefused,
+    SqlUnavailableError,
+    read_cursor,
+    run_sql,
+)
 
 __all__ = ["SqlForm", "SqlPage", "SqlPages", "SqlTable"]
 
@@ -73,22 +76,21 @@ class SqlPage:
     examples: list[tuple[str, str]]
 
 
-def _relations(state: State, store: Store) -> list[Relation]:
+def _relations(request: Request[Any, Any, Any], state: State) -> list[Relation]:
     # Tables and views change only when the server starts (migrations): read them once.
     relations: list[Relation] | None = getattr(state, "sql_relations", None)
     if relations is None:
-        relations = describe_store(store.reader())
+        relations = describe_store(read_cursor(request))
         state.sql_relations = relations
     return relations
 
 
-async def _run(request: Request[Any, Any, Any], state: State, store: Store, sql: str) -> Template:
+async def _run(request: Request[Any, Any, Any], state: State, sql: str) -> Template:
     result, error, status = None, None, 200
     headers: dict[str, str] = {}
     if sql.strip():
-        pool: SqlPool = state.sql
         try:
-            found = await pool.run(sql, fmt="text", max_rows=PAGE_ROWS)
+            found = await run_sql(request, sql, fmt="text", max_rows=PAGE_ROWS)
         except SqlRefused as exc:
             error, status = str(exc), 400
         except (SqlBusyError, SqlUnavailableError) as exc:
@@ -106,7 +108,7 @@ async def _run(request: Request[Any, Any, Any], state: State, store: Store, sql:
             )
         if len(sql) <= MAX_TEXT:  # what ``?q=`` accepts
             headers["HX-Push-Url"] = href("/sql", {"q": sql})
-    page = SqlPage(sql, result, error, _relations(state, store), EXAMPLE_QUERIES)
+    page = SqlPage(sql, result, error, _relations(request, state), EXAMPLE_QUERIES)
     response = render(
         request, "sql.html", page, {"sql-result": "_sql_result.html"}, status_code=status
     )
@@ -119,12 +121,10 @@ class SqlPages(Controller):
     include_in_schema = False
 
     @get("/", name="dashboard:sql")
-    async def console(
-        self, request: Request[Any, Any, Any], state: State, store: NamedDependency[Store]
-    ) -> Template:
+    async def console(self, request: Request[Any, Any, Any], state: State) -> Template:
         """The console; ``?q=`` runs a query (a bookmarkable result)."""
         sql = QueryReader(request.query_params).text("q") or ""
-        return await _run(request, state, store, sql)
+        return await _run(request, state, sql)
 
     # A read, though posted: the auth guard must not ask for the ingest scope.
     @post("/", status_code=200, name="dashboard:sql-run", opt={"scope": "read"})
@@ -132,8 +132,7 @@ class SqlPages(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        store: NamedDependency[Store],
         data: URLEncodedBody[SqlForm],
     ) -> Template:
         """The console's Run button (htmx swaps the result in; a plain post gets the page)."""
-        return await _run(request, state, store, data.sql)
+        return await _run(request, state, data.sql)

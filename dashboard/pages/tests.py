@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
@@ -15,9 +14,16 @@ from dashboard._links import run_href
 from dashboard._params import BadFilter, QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
-from datacat_client.wire import OUTCOMES
 from datacat_server.queries.history import HistoryPoint, TestHistory, test_history
-from datacat_server.store import Store
+from datacat_server.queries.quarantine import (
+    Change,
+    Policy,
+    QuarantineEntry,
+    entry,
+    history,
+    policy,
+)
+from datacat_server.web import OUTCOMES, read_cursor
 
 __all__ = ["TestHistoryPage", "TestPages"]
 
@@ -31,6 +37,12 @@ class TestHistoryPage:
     window: WindowFilters
     history: TestHistory
     chart: Spec
+    #: Its place in quarantine, or None.
+    quarantine: QuarantineEntry | None = None
+    #: The project's policy (how an automatic quarantine ends), when it is in quarantine.
+    policy: Policy | None = None
+    #: The last change to its quarantine, when it is not in it (it was taken out).
+    released: Change | None = None
     outcomes: tuple[str, ...] = OUTCOMES
 
     @property
@@ -47,12 +59,12 @@ class TestPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:test")
-    def history(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def history(self, request: Request[Any, Any, Any]) -> Template:
         query = QueryReader(request.query_params)
         nodeid = query.text("nodeid")
         if nodeid is None:
             raise BadFilter("nodeid is required: the test's node id, as pytest prints it")
-        cur = store.reader()
+        cur = read_cursor(request)
         window = read_window(query, cur, default_runs=50)
         found = (
             test_history(cur, window.project, nodeid, window.window(cur))
@@ -61,5 +73,14 @@ class TestPages(Controller):
         )
         if found is None:
             raise NotFoundException(f"No test {nodeid!r} in project {window.project!r}.")
-        page = TestHistoryPage(window, found, history_chart(found, run_href))
+        held = entry(cur, found.project, found.nodeid)
+        last = None if held else next(iter(history(cur, found.project, found.nodeid, 1)), None)
+        page = TestHistoryPage(
+            window,
+            found,
+            history_chart(found, run_href),
+            quarantine=held,
+            policy=policy(cur, found.project) if held else None,
+            released=last,
+        )
         return render(request, "test.html", page, {"history": "_history.html"})

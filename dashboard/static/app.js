@@ -60,6 +60,7 @@
     } catch (error) {
       return;
     }
+    if (spec.type === "bar") return buildBars(canvas, spec);
     var coloured = 0;
     var datasets = spec.datasets.map(function (d) {
       var color = d.muted ? cssVar("--line-muted", "#9aa5b1") : cssVar("--series-" + (coloured++ % 8), "#3b6ea5");
@@ -148,9 +149,72 @@
         }
       }
     });
+    foldTable(canvas);
+  }
+
+  /* The table beside a drawn chart folds (a reader opened it: it stays open). */
+  function foldTable(canvas) {
     var figure = canvas.closest("figure");
     var table = figure && figure.querySelector("details.chart-data");
     if (table && !table.hasAttribute("data-kept")) table.open = false;
+  }
+
+  /* A bar per category (a session): `spec.x.labels` name them, each dataset's
+   * `values` are their heights. Nothing joins one bar to the next. */
+  function buildBars(canvas, spec) {
+    var datasets = spec.datasets.map(function (d, i) {
+      var color = cssVar("--series-" + (i % 8), "#3b6ea5");
+      return { label: d.label, data: d.values, backgroundColor: color, borderColor: color, maxBarThickness: 48 };
+    });
+    function linkAt(elements) {
+      if (!elements.length) return null;
+      var d = spec.datasets[elements[0].datasetIndex];
+      return d && d.links ? d.links[elements[0].index] : null;
+    }
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels: spec.x.labels, datasets: datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        scales: {
+          x: {
+            type: "category",
+            title: { display: true, text: spec.x.title },
+            ticks: { maxRotation: 0, autoSkipPadding: 12 }
+          },
+          y: {
+            type: "linear",
+            beginAtZero: true,
+            title: { display: true, text: spec.y.title },
+            ticks: { callback: function (v) { return valueText(v, ""); } }
+          }
+        },
+        plugins: {
+          legend: { display: datasets.length > 1 },
+          tooltip: {
+            callbacks: {
+              label: function (item) {
+                return item.dataset.label + ": " + valueText(item.parsed.y, spec.y.unit);
+              },
+              afterLabel: function (item) {
+                var d = spec.datasets[item.datasetIndex];
+                return d.tips ? d.tips[item.dataIndex] || "" : "";
+              }
+            }
+          }
+        },
+        onHover: function (event, elements) {
+          event.native.target.style.cursor = linkAt(elements) ? "pointer" : "default";
+        },
+        onClick: function (event, elements) {
+          var link = linkAt(elements);
+          if (link) window.location.assign(link);
+        }
+      }
+    });
+    foldTable(canvas);
   }
 
   /* A traceback opens on what matters: pytest's E lines (the assertion and its

@@ -83,7 +83,10 @@ class MetricController(Controller):
         summary="One metric across sessions",
         description="aggregation: all values, or each session's peak, average or min."
         " filter: none; current (the state has value at path now); history (it ever had"
-        " it); contains (the array at path holds value).",
+        " it); contains (the array at path holds value). A metric logged as a counter"
+        " (kind) answers its rate: per pair of consecutive values of a session, the"
+        " increase per second (a lower value is a reset: its increase is the value"
+        " itself); value_unit says the points' unit (requests/s).",
     )
     def series(
         self,

@@ -5,6 +5,15 @@ data), an aggregation (every value, or each session's peak, average or minimum),
 filter on the sessions (none; the current state has a value at a path; the state ever
 had it — from the state history, which the seed only pretended to keep; or an array
 in the current state contains it).
+
+A metric logged as a ``counter`` (a running total: requests served) is read as its
+rate: for each pair of consecutive values of one session, the increase divided by the
+seconds between them, at the later value's time. A value below the one before means
+the counter was reset (its program restarted and counts from zero again), so the
+increase is the new value itself, as Prometheus' ``rate`` reads a reset. Two values at
+the same instant give no rate. A session's (or all sessions') average rate is its
+total increase over its total time, not the mean of the rates: an hour at 1/s and a
+second at 100/s average about 1/s.
 """
 
 from __future__ import annotations
@@ -24,9 +33,11 @@ __all__ = [
     "TEST_METRICS",
     "MetricPoint",
     "MetricSeries",
+    "metric_kind",
     "metric_names",
     "metric_series",
     "metric_unit",
+    "rate_unit",
     "session_metric_units",
     "state_paths",
 ]
@@ -55,13 +66,20 @@ class MetricSeries(msgspec.Struct):
     name: str
     #: The unit its values were logged with (the latest one said), or ``""``.
     unit: str
+    #: ``gauge`` (a level) or ``counter`` (a running total), as last logged.
+    kind: str
+    #: The unit of the points' values: ``unit``, or a counter's rate (``requests/s``;
+    #: ``/s`` when it has no unit).
+    value_unit: str
     aggregation: str
     filter: str
     path: str | None
     value: Any
-    #: Oldest first; one per value (``all``) or one per session.
+    #: Oldest first; one per value (``all``; one per pair of values for a counter) or
+    #: one per session.
     points: list[MetricPoint]
-    #: Over the points: the highest, mean and lowest value (None without points).
+    #: Over the points: the highest, mean and lowest value (None without points); a
+    #: counter's ``all`` average is its total increase over its total time.
     peak: float | None
     average: float | None
     min: float | None
@@ -82,14 +100,54 @@ def metric_names(cur: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _source(name: str) -> tuple[str, list[Any]]:
-    """The rows of one metric: (sid, ts, value), from the log or from test results."""
+    """The rows of one metric: (sid, ts, seq, value), from the log or from test results."""
     if name not in _TEST_METRICS:
-        return "SELECT sid, ts, value FROM metric_log WHERE name = ?", [name]
+        return "SELECT sid, ts, seq, value FROM metric_log WHERE name = ?", [name]
     column = _TEST_METRICS[name][0]
     return (
-        f"SELECT sid, coalesce(stopped_at, started_at) AS ts, {column}::DOUBLE AS value"
+        f"SELECT sid, coalesce(stopped_at, started_at) AS ts, seq, {column}::DOUBLE AS value"
         f" FROM results WHERE {column} IS NOT NULL",
         [],
+    )
+
+
+_FUNCTIONS = {"peak": "max", "average": "avg", "min": "min"}
+
+
+def _points(values: str, aggregation: str, counter: bool) -> tuple[str, str]:
+    """The points' SQL (``session_id, ts, value``) over ``values`` (``session_id, ts,
+    seq, value``), and the SQL of their average."""
+    if not counter:
+        if aggregation == "all":
+            return f"SELECT session_id, ts, value FROM ({values})", "avg(value)"
+        fn = _FUNCTIONS[aggregation]
+        return (
+            f"SELECT session_id, min(ts) AS ts, {fn}(value) AS value FROM ({values})"
+            " GROUP BY session_id",
+            "avg(value)",
+        )
+    # A counter: one step per pair of consecutive values of a session (see the module).
+    steps = f"""
+        SELECT session_id, ts,
+               CASE WHEN value >= before THEN value - before ELSE value END AS increase,
+               date_diff('microsecond', before_ts, ts) / 1e6 AS seconds
+        FROM (SELECT session_id, ts, value,
+                     lag(value) OVER w AS before, lag(ts) OVER w AS before_ts
+              FROM ({values}) WINDOW w AS (PARTITION BY session_id ORDER BY ts, seq))
+        WHERE before_ts IS NOT NULL AND ts > before_ts"""
+    if aggregation == "all":
+        return (
+            f"SELECT session_id, ts, increase / seconds AS value, increase, seconds FROM ({steps})",
+            "sum(increase) / sum(seconds)",
+        )
+    rate = {
+        "peak": "max(increase / seconds)",
+        "average": "sum(increase) / sum(seconds)",
+        "min": "min(increase / seconds)",
+    }[aggregation]
+    return (
+        f"SELECT session_id, min(ts) AS ts, {rate} AS value FROM ({steps}) GROUP BY session_id",
+        "avg(value)",
     )
 
 
@@ -103,49 +161,64 @@ def metric_series(
     value: str | None = None,
     limit: int = 5000,
 ) -> MetricSeries:
-    """The points and statistics of metric ``name`` over the matching sessions."""
+    """The points and statistics of metric ``name`` over the matching sessions; a
+    counter's as rates per second (see the module)."""
     if aggregation not in AGGREGATIONS:
         raise InvalidInputError(
             f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}"
         )
     where, where_params = state_filter(filter_mode, path, value)
     source, source_params = _source(name)
+    unit, kind = metric_unit(cur, name), metric_kind(cur, name)
     matched = f"SELECT s.sid, s.id::VARCHAR AS session_id FROM sessions s WHERE {where}"
-    if aggregation == "all":
-        points_sql = (
-            f"SELECT m.session_id, v.ts, v.value FROM ({source}) v JOIN ({matched}) m USING (sid)"
-        )
-    else:
-        fn = {"peak": "max", "average": "avg", "min": "min"}[aggregation]
-        points_sql = (
-            f"SELECT m.session_id, min(v.ts) AS ts, {fn}(v.value) AS value"
-            f" FROM ({source}) v JOIN ({matched}) m USING (sid) GROUP BY m.session_id"
-        )
+    values = (
+        "SELECT m.session_id, v.ts, v.seq, v.value"
+        f" FROM ({source}) v JOIN ({matched}) m USING (sid)"
+    )
+    points_sql, average = _points(values, aggregation, kind == "counter")
     params = [*source_params, *where_params]
     row = cur.execute(
-        f"WITH p AS ({points_sql}) SELECT count(*), max(value), avg(value), min(value),"
+        f"WITH p AS ({points_sql}) SELECT count(*), max(value), {average}, min(value),"
         " count(DISTINCT session_id) FROM p",
         params,
     ).fetchone()
-    total, peak, average, low, sessions = row if row else (0, None, None, None, 0)
+    total, peak, mean, low, sessions = row if row else (0, None, None, None, 0)
     rows = cur.execute(
-        f"SELECT * FROM (SELECT * FROM ({points_sql}) ORDER BY ts DESC LIMIT ?) ORDER BY ts",
+        "SELECT session_id, ts, value FROM"
+        f" (SELECT * FROM ({points_sql}) ORDER BY ts DESC LIMIT ?) ORDER BY ts",
         [*params, limit],
     ).fetchall()
     return MetricSeries(
         name=name,
-        unit=metric_unit(cur, name),
+        unit=unit,
+        kind=kind,
+        value_unit=rate_unit(unit) if kind == "counter" else unit,
         aggregation=aggregation,
         filter=filter_mode,
         path=path,
         value=value,
         points=[MetricPoint(session_id=r[0], timestamp=iso(r[1]) or "", value=r[2]) for r in rows],
         peak=peak,
-        average=average,
+        average=mean,
         min=low,
         sessions_matched=sessions,
         truncated=total > limit,
     )
+
+
+def rate_unit(unit: str) -> str:
+    """The unit of a counter's rate: ``requests/s``, or ``/s`` for a counter without one."""
+    return f"{unit}/s"
+
+
+def metric_kind(cur: duckdb.DuckDBPyConnection, name: str) -> str:
+    """``counter`` if metric ``name`` was last logged as one, else ``gauge``."""
+    if name in _TEST_METRICS:
+        return "gauge"
+    rows = cur.execute(
+        "SELECT kind FROM metric_log WHERE name = ? ORDER BY ts DESC, seq DESC LIMIT 1", [name]
+    ).fetchall()
+    return "counter" if rows and rows[0][0] == "counter" else "gauge"
 
 
 def metric_unit(cur: duckdb.DuckDBPyConnection, name: str) -> str:

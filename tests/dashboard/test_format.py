@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard._charts import value_scale
 from dashboard._format import (
     byte_size,
     bytes_delta,
@@ -138,6 +139,17 @@ def test_metric_values_read_in_their_stored_unit() -> None:
     assert metric_value(None, "s") == number(None)
     assert metric_title("test_rss_delta", "bytes") == "test_rss_delta (bytes)"
     assert metric_title("fps") == "fps"
+
+
+def test_rates_read_in_their_unit_per_second() -> None:
+    assert metric_value(20.0, "requests/s") == "20 requests/s"
+    assert metric_value(1_572_864.0, "bytes/s") == "1.5 MiB/s"
+    assert metric_value(0.25, "s/s") == "250 ms/s"
+    assert metric_value(10.0, "/s") == "10/s"
+    assert metric_value(None, "/s") == number(None)
+    assert value_scale("bytes/s", [3 * 1_048_576.0]) == ("MiB/s", 1 / 1_048_576)
+    assert value_scale("requests/s", [5.0]) == ("requests/s", 1.0)
+    assert value_scale("/s", [5.0]) == ("/s", 1.0)
 
 
 def test_node_ids_break_between_their_parts_never_inside_a_name() -> None:

@@ -17,7 +17,18 @@ from litestar.testing import TestClient
 
 import dashboard
 from dashboard._errors import ErrorPage
-from dashboard.pages import failures, flaky, metrics, overview, runs, sessions, slow, sql, tests
+from dashboard.pages import (
+    failures,
+    flaky,
+    metrics,
+    overview,
+    quarantine,
+    runs,
+    sessions,
+    slow,
+    sql,
+    tests,
+)
 from datacat_client import wire
 from datacat_server.app import create_app
 from datacat_server.settings import Settings
@@ -808,7 +819,8 @@ def test_static_files_are_served(client: Client) -> None:
 
 
 def test_every_page_has_the_navigation_bar(client: Client, filled: Filled) -> None:
-    for path in ("/", "/runs", "/flaky", "/slow", "/failures", "/sessions", "/explore", "/sql"):
+    paths = ("/", "/runs", "/flaky", "/slow", "/failures", "/quarantine", "/sessions", "/explore")
+    for path in (*paths, "/sql"):
         body = get(client, path)
         assert body.count('<nav aria-label="Main">') == 1
         assert f'<a href="{path}" aria-current="page">' in body, path
@@ -825,6 +837,7 @@ PAGE_CONTEXTS = [
     sessions.SessionsPage,
     sessions.SessionPage,
     metrics.MetricsPage,
+    quarantine.QuarantinePage,
     sql.SqlPage,
     ErrorPage,
 ]

@@ -3,6 +3,7 @@ headline, the problems of a project, partial runs, metric units, state paths, pa
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +265,70 @@ def test_a_run_s_results_and_runs_are_counted_as_they_are_paged(store: Store) ->
     assert count_runs(cur, project="shop") == 2
     assert count_runs(cur, project="shop", outcome="running") == 1
     assert [r.id for r in get_runs(cur, [other, "nope", run])] == [other, run]
+
+
+def _counter(store: Store, values: list[tuple[float, float]], name: str = "served") -> str:
+    maker = RecordMaker()
+    metrics = [
+        maker.make(
+            wire.Metric, name=name, value=v, unit="requests", kind="counter", timestamp=T0 + t
+        )
+        for t, v in values
+    ]
+    store.write_sync([maker.start(name="web"), *metrics])
+    return maker.session_id
+
+
+def test_a_counter_reads_as_its_rate_per_second(store: Store) -> None:
+    steady = _counter(store, [(0, 0), (1, 10), (2, 30)])
+    # 100 -> 160 in 2 s; a reset (5 < 160: the program restarted); then +10 in 1 s
+    restarted = _counter(store, [(10, 100), (12, 160), (13, 5), (14, 15)])
+    cur = store.reader()
+    every = metric_series(cur, "served")
+    assert (every.kind, every.unit, every.value_unit) == ("counter", "requests", "requests/s")
+    rates = [(p.session_id, p.value) for p in every.points]
+    assert rates == [
+        (steady, 10.0),
+        (steady, 20.0),
+        (restarted, 30.0),
+        (restarted, 5.0),  # the reset: the new value is the increase
+        (restarted, 10.0),
+    ]
+    at = [dt.datetime.fromisoformat(p.timestamp).timestamp() for p in every.points[:2]]
+    assert at == [T0 + 1, T0 + 2]  # at the later value of each pair
+    assert (every.peak, every.min) == (30.0, 5.0)
+    assert every.average == pytest.approx((30 + 75) / (2 + 4))  # total increase / total time
+    peaks = metric_series(cur, "served", aggregation="peak")
+    assert [(p.session_id, p.value) for p in peaks.points] == [(steady, 20.0), (restarted, 30.0)]
+    lows = metric_series(cur, "served", aggregation="min")
+    assert [p.value for p in lows.points] == [10.0, 5.0]
+    averages = metric_series(cur, "served", aggregation="average")
+    # not the mean of the rates (15 for the second): 75 requests in 4 seconds
+    assert [p.value for p in averages.points] == [15.0, 18.75]
+    assert averages.average == pytest.approx((15 + 18.75) / 2)
+
+
+def test_a_counter_with_one_value_or_values_at_one_instant_has_no_rate(store: Store) -> None:
+    _counter(store, [(0, 5)])
+    _counter(store, [(0, 5), (0, 9)])
+    cur = store.reader()
+    series = metric_series(cur, "served")
+    assert series.points == []
+    assert (series.peak, series.average, series.sessions_matched) == (None, None, 0)
+
+
+def test_a_gauge_is_read_as_it_was_logged(store: Store) -> None:
+    maker = RecordMaker()
+    store.write_sync(
+        [
+            maker.start(name="app"),
+            *(
+                maker.make(wire.Metric, name="fps", value=v, timestamp=T0 + t)
+                for t, v in ((0, 0.0), (1, 10.0), (2, 30.0))
+            ),
+        ]
+    )
+    series = metric_series(store.reader(), "fps")
+    assert (series.kind, series.value_unit) == ("gauge", "")
+    assert [p.value for p in series.points] == [0.0, 10.0, 30.0]
+    assert series.average == pytest.approx(40 / 3)

@@ -192,6 +192,7 @@ def test_every_page_loads_without_errors(browser: Browser, data: dict[str, str])
         ("/flaky", "Flaky tests"),
         ("/slow", "Slow tests"),
         ("/failures", "Failure clusters"),
+        ("/quarantine", "Quarantine"),
         ("/sessions", "Sessions"),
         (f"/sessions/{data['session']}", "Session"),
         ("/explore?name=cpu_percent", "Metrics explorer"),
@@ -468,3 +469,81 @@ def test_charts_span_their_data_and_per_test_metrics_are_points(
     for chart in charts:
         assert chart["lines"] == [False], chart  # one value per test: no line between them
         assert chart["x"] == "Tests, highest value first"
+
+
+_CHART = """s => { const c = Chart.getChart(document.querySelector(s));
+  return {type: c.config.type, labels: c.data.labels, data: c.data.datasets.map(d => d.data),
+          drawn: c.data.datasets.map((d, i) => c.getDatasetMeta(i).type),
+          widths: c.getDatasetMeta(0).data.map(e => e.width || 0),
+          lines: c.data.datasets.map(d => d.showLine), y: c.options.scales.y.title.text}; }"""
+
+
+def test_per_session_aggregations_are_bars_and_counters_rates(
+    browser: Browser, server: ServerProcess, tmp_path: Path
+) -> None:
+    ids = []
+    for n in range(3):  # through the client library, unit and kind on the wire
+        session = create_session(server.url, name=f"bars-{n}", spool_dir=tmp_path / "spool")
+        for value in (100.0 + n, 40.0, 300.0 + 10 * n):
+            session.log_metric("bar_latency", value, unit="ms")
+        for total in (0, 10, 30):
+            session.log_metric("bar_requests", total, unit="requests", kind="counter")
+        session.end()
+        assert session.flush(5)
+        session.close()
+        ids.append(session.session_id)
+    page = browser.page
+    canvas = "canvas[data-chart=metric-chart]"
+
+    browser.open("/explore?name=bar_latency")  # every value: a line per session
+    assert browser.chart_pixels(canvas) > 500
+    every = page.evaluate(_CHART, canvas)
+    assert every["type"] == "line"
+    assert len(every["lines"]) == 3
+    assert every["y"] == "bar_latency (ms)"
+
+    with page.expect_response(lambda r: "aggregation=peak" in r.url):
+        page.select_option("select[name=aggregation]", "peak")
+    browser.wait_until(f"Chart.getChart(document.querySelector('{canvas}'))?.config.type === 'bar'")
+    assert browser.chart_pixels(canvas) > 500
+    peaks = page.evaluate(_CHART, canvas)
+    assert peaks["drawn"] == ["bar"]  # one dataset of bars: no line joins the sessions
+    assert peaks["labels"] == [i[:8] for i in ids]
+    assert peaks["data"] == [[300.0, 310.0, 320.0]]
+    assert all(width > 5 for width in peaks["widths"]), peaks["widths"]
+    assert peaks["y"] == "bar_latency (ms)"
+    assert "320 ms" in page.locator("#metrics-result dl.stats").inner_text()
+
+    browser.open("/explore?name=bar_requests")
+    assert browser.chart_pixels(canvas) > 100
+    rates = page.evaluate(_CHART, canvas)
+    assert rates["y"] == "bar_requests rate (requests/s)"
+    assert "requests/s" in page.locator("#metrics-result dl.stats").inner_text()
+    assert "is a counter" in page.locator("#metrics-result").inner_text()
+
+
+def test_quarantine_shows_on_its_page_the_test_s_page_and_the_run(
+    browser: Browser, server: ServerProcess, data: dict[str, str]
+) -> None:
+    nodeid = "test_suite.py::test_sometimes"
+    answer = httpx.post(
+        f"{server.url}/api/quarantine",
+        json={"project": PROJECT, "nodeid": nodeid, "reason": "fails one run in three"},
+    )
+    assert answer.json() == {"changed": True}
+    page = browser.page
+    browser.open(f"/runs/{data['failed_run']}")
+    badge = page.locator("#run-tests a.badge.q-later")  # quarantined after that run
+    assert badge.count() == 1
+    assert badge.is_visible()
+    with page.expect_navigation():
+        badge.click()
+    assert page.url.endswith(f"/quarantine?project={PROJECT}")
+    listed = page.locator("#quarantined").inner_text()
+    assert nodeid in listed
+    assert "fails one run in three" in listed
+    assert page.locator("nav a[aria-current=page]").inner_text() == "Quarantine"
+    browser.open(f"/tests?nodeid={quote(nodeid)}&project={PROJECT}")
+    notice = page.locator(".quarantine-notice")
+    assert notice.is_visible()
+    assert "In quarantine since" in notice.inner_text()
