@@ -27,6 +27,7 @@ from datacat_server.queries.regressions import (
     regressions,
 )
 from datacat_server.queries.slow import SlowTest, slow_tests
+from datacat_server.queries.trend import SuiteRun, suite_trend
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 
@@ -151,6 +152,25 @@ class InsightController(Controller):
             min_runs=min_runs,
             limit=limit,
         )
+
+    @get(
+        "/trend",
+        sync_to_thread=True,
+        summary="The suite's duration, run by run",
+        description="Each finished run of the window, oldest first: its duration and the"
+        " sum of its tests' durations, with its branch (draw a line per branch). Partial"
+        " runs (-k, -m, --lf, named files) are marked `partial`: they are not comparable.",
+    )
+    def trend(
+        self,
+        *,
+        store: NamedDependency[Store],
+        project: Project = None,
+        branch: Branch = None,
+        runs: Runs = 100,
+    ) -> list[SuiteRun]:
+        cur = store.reader()
+        return suite_trend(cur, recent_runs(cur, project or default_project(cur), branch, runs))
 
     @get("/failures", sync_to_thread=True, summary="Failures grouped by type and message")
     def failures(
