@@ -77,7 +77,7 @@ def suite_duration_chart(runs: Sequence[SuiteRun], run_href: Callable[[str], str
     branches = sorted(by_branch, key=lambda b: (-len(by_branch[b]), b))[:SUITE_BRANCHES]
     longest = max((max(r.duration or 0.0, r.test_time) for r in whole), default=0.0)
     unit, scale = ("min", 1 / 60) if longest >= 600 else ("s", 1.0)
-    datasets = []
+    datasets: list[dict[str, Any]] = []
     for branch in branches:
         points = by_branch[branch]
         timed = [r for r in points if r.duration]
