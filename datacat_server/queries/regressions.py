@@ -44,6 +44,7 @@ from datacat_server.queries.changepoint import (
     FLOOR_SECONDS,
     MAD_TO_SD,
     MIN_SIDE,
+    NOISIER_P,
     latest_slowdown,
 )
 from datacat_server.queries.window import Window
@@ -66,7 +67,7 @@ DEFAULT_THRESHOLD = 1.5
 #: choosing the best of many cuts, so it is strict).
 DEFAULT_MAX_P = 1e-4
 #: The most runs a regression search reads: the newest of a longer window.
-MAX_RUNS = 400
+MAX_RUNS = 300
 
 
 class Regression(msgspec.Struct):
@@ -102,27 +103,51 @@ HAVING count(*) >= $least AND max(r.call_duration) >= $min_seconds
    AND max(r.call_duration) >= $threshold * min(r.call_duration)
 """
 
+#: Wilson and Hilferty's chi-square quantile is under the exact one by at most
+#: 0.0253 / df of it (at 1 degree of freedom; less with more); raised by 0.03 / df it is
+#: never under it, so a side it calls noisier `changepoint` calls noisier too (a test
+#: checks every df to 10,000).
+CHI_SQUARE_MARGIN = 0.03
+
+
+def chi_square_quantile_sql(df: str) -> str:
+    """SQL for a number at least the chi-square quantile of ``1 - NOISIER_P`` with
+    ``df`` degrees of freedom, and close to it (`CHI_SQUARE_MARGIN`)."""
+    z = statistics.NormalDist().inv_cdf(1 - NOISIER_P)
+    wilson_hilferty = f"{df} * power(1 - 2 / (9 * {df}) + {z!r} * sqrt(2 / (9 * {df})), 3)"
+    return f"({wilson_hilferty} * (1 + {CHI_SQUARE_MARGIN} / {df}))"
+
+
+def _side_variance_sql(rss: str, df: str) -> str:
+    """At most the variance `changepoint.cut_p_value` gives a side: its own when it is
+    surely noisier than the series, else the noise level's (which a side's variance
+    there never is under: a noisier side's own is above it)."""
+    return f"CASE WHEN {rss} / g2 > {chi_square_quantile_sql(df)} THEN {rss} / {df} ELSE g2 END"
+
+
 # Pass 2, over those tests only: per series (test and branch), the statistics of every
 # cut (prefix sums in run order), the cut `changepoint.best_cut` picks (largest pooled
-# t), and an upper bound of `changepoint.cut_p_value`'s t there: each side's variance
-# is at least min(its own, the noise level's). Series whose bound reaches the normal
-# quantile of max_p come back whole. The second-largest and the mean of the two
-# smallest durations bound the medians a reported regression compares.
+# t), and an upper bound of `changepoint.cut_p_value`'s t there (`_side_variance_sql`).
+# Series whose bound reaches the normal quantile of max_p come back whole. The
+# second-largest and the mean of the two smallest durations bound the medians a
+# reported regression compares.
 _SERIES = """
 WITH b AS (SELECT sid, branch FROM runs u WHERE {runs}),
 d AS (
-    SELECT r.test_id, b.branch, r.sid, r.seq, r.stored_at, r.call_duration AS x,
-           ln(greatest(r.call_duration, $floor_seconds)) AS y
-    FROM results r JOIN b USING (sid)
-    WHERE {window} AND r.test_id IN ({tests})
-      AND r.final AND r.subtest IS NULL AND r.outcome = 'passed'
+    SELECT f.*, b.branch, ln(greatest(f.x, $floor_seconds)) AS y
+    FROM (
+        SELECT r.test_id, r.sid, r.seq, r.stored_at, r.call_duration AS x FROM results r
+        WHERE {window} AND r.test_id IN (SELECT unnest([{tests}]))
+          AND r.final AND r.subtest IS NULL AND r.outcome = 'passed'
+    ) f JOIN b USING (sid)
 ),
-s AS (
+s AS MATERIALIZED (
     SELECT test_id, branch, sid, x, y,
            row_number() OVER w AS k, sum(y) OVER w AS s1, sum(y * y) OVER w AS q1,
            abs(y - lag(y) OVER w) AS dy
     FROM d
-    WINDOW w AS (PARTITION BY test_id, branch ORDER BY stored_at, sid, seq)
+    WINDOW w AS (PARTITION BY test_id, branch ORDER BY stored_at, sid, seq
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 tot AS (
     SELECT test_id, branch, count(*) AS n, sum(y) AS s, sum(y * y) AS q,
@@ -142,7 +167,7 @@ cuts AS (
 best AS (
     SELECT test_id, branch,
            arg_max(
-               shift / sqrt(least(r1 / (k - 1), g2) / k + least(r2 / (n - k - 1), g2) / (n - k)),
+               shift / sqrt({variance1} / k + {variance2} / (n - k)),
                shift / sqrt(greatest((r1 + r2) / (n - 2), 1e-12) * (1 / k + 1 / (n - k)))
            ) AS bound
     FROM cuts GROUP BY test_id, branch
@@ -199,7 +224,9 @@ def regressions(
     if not tests:
         return []
     sql = (
-        _SERIES.replace("{runs}", window.sql("u"))
+        _SERIES.replace("{variance1}", _side_variance_sql("r1", "(k - 1)"))
+        .replace("{variance2}", _side_variance_sql("r2", "(n - k - 1)"))
+        .replace("{runs}", window.sql("u"))
         .replace("{window}", window.sql("r"))
         .replace("{tests}", ", ".join(str(t) for t in tests))
     )

@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from litestar.testing import TestClient
 
 from datacat_server.app import create_app
 from datacat_server.queries import regressions as regressions_module
-from datacat_server.queries.changepoint import _Sums as Sums
 from datacat_server.queries.changepoint import (
+    NOISIER_P,
     best_cut,
     change_points,
     chi_square_sf,
@@ -31,7 +32,8 @@ from datacat_server.queries.changepoint import (
     noise_scale,
     student_t_p,
 )
-from datacat_server.queries.regressions import Regression, regressions
+from datacat_server.queries.changepoint import _Sums as Sums
+from datacat_server.queries.regressions import Regression, chi_square_quantile_sql, regressions
 from datacat_server.queries.window import recent_runs
 from datacat_server.settings import Settings
 from datacat_server.store import Store
@@ -80,6 +82,18 @@ def test_chi_square_tail_matches_the_tables() -> None:
     assert chi_square_sf(124.342113, 100) == pytest.approx(0.05, rel=1e-5)
     assert chi_square_sf(0.0, 3) == 1.0
     assert chi_square_sf(1e4, 3) < 1e-100
+
+
+def test_the_sql_chi_square_quantile_is_never_under_the_exact_one() -> None:
+    """The SQL pass calls a side noisier only where the search surely does."""
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT df, {chi_square_quantile_sql('df::DOUBLE')} FROM range(1, 10001) t(df)"
+    ).fetchall()
+    con.close()
+    tails = [chi_square_sf(q, df) for df, q in rows]
+    assert max(tails) <= NOISIER_P
+    assert min(tails) > NOISIER_P * 0.98  # and hardly above it: the pass still filters
 
 
 def test_the_noise_level_ignores_a_level_shift_and_a_spike() -> None:
