@@ -4,10 +4,10 @@ A test's series is its **call** durations, one per run of the window in run orde
 its final attempt (a rerun's last), not a subtest, passed (a failure often stops
 early), ordered as its stream is (`results.stored_at`, then session and sequence
 number; see `datacat_server.store.rollups`), separately per branch. Only the call
-phase counts: pytest charges a session-scoped fixture's setup (and the plugin's own
-start-up) to the setup phase of the first test that needs it, so a stable test whose
-turn came first would look slow in that run; a slowdown of a fixture's setup is not
-seen here.
+phase counts: pytest charges session-scoped fixtures (and the start-up work done in
+them) to the setup phase of the first test that needs them, so a stable test whose turn
+came first would look slow in that run; a slowdown of a fixture's setup is not seen
+here.
 
 Each series is cut where its level changed (`datacat_server.queries.changepoint`: the
 method and its argument). A test regressed at a change point after which its median is
@@ -21,9 +21,9 @@ first keep only the series that could pass: one over the window keeps the tests 
 slowest result is ``threshold`` times their fastest and at least ``min_seconds`` long;
 one over those tests computes, per series, every cut's statistics from prefix sums
 (window functions) and keeps the series whose best cut could be significant (an upper
-bound of the test's statistic against the normal quantile, which no t quantile is
-below). Both are necessary conditions of a reported regression, so they change no
-answer, only its cost.
+bound of the test's statistic, `_side_variance_sql`, against the normal quantile,
+which no t quantile is below). Both are necessary conditions of a reported regression,
+so they change no answer, only its cost.
 
 A whole history is not read: the window is at most `MAX_RUNS` runs. A slowdown older
 than that is the test's normal speed.
@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_RUNS",
     "Regression",
+    "chi_square_quantile_sql",
     "regressions",
 ]
 
