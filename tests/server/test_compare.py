@@ -321,3 +321,26 @@ def test_the_page_shows_each_category_and_the_run_page_links_to_it(
     assert "has no earlier run" in first.text
     assert client.get(f"/runs/{ids[1]}/compare?base=nope").status_code == 404
     assert client.get(f"/runs/{ids[1]}/compare?factor=abc").status_code == 400
+
+
+def test_the_page_escapes_what_tests_and_runs_carry(client: TestClient[Any]) -> None:
+    evil = "t.py::test_x[<script>alert(1)</script>]"
+    ids = write_runs(
+        client.app.state.store,
+        [
+            ([passed(evil)], {"project": "cmp", "branch": "<b>br</b>"}),
+            (
+                [failed(evil, "<img src=x onerror=alert(1)>")],
+                {"project": "cmp", "branch": "<b>br</b>"},
+            ),
+        ],
+    )
+    answer = client.get(f"/runs/{ids[1]}/compare", params={"base": '"><script>x</script>'})
+    assert answer.status_code == 404
+    assert "<script>x" not in answer.text
+    body = client.get(f"/runs/{ids[1]}/compare").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "<script>alert(1)" not in body
+    assert "<img src=x" not in body
+    assert "<b>br</b>" not in body
