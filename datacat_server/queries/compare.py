@@ -93,15 +93,17 @@ CATEGORIES = (
     "faster",
 )
 
+# The session serial is a parameter of each part (not a correlated subquery): DuckDB
+# then skips every row group of results but the run's.
 _SIDES = """
 SELECT s.id::VARCHAR, u.project, u.branch, u."commit", u.started_at, u.partial, u.duration,
        (SELECT coalesce(sum(r.duration), 0) FROM results r
-        WHERE r.sid = u.sid AND r.final AND r.subtest IS NULL),
+        WHERE r.sid = $sid AND r.final AND r.subtest IS NULL),
        (SELECT coalesce(map(list(k), list(n)), MAP {}) FROM (
             SELECT CASE WHEN r.subtest IS NULL THEN '' ELSE 'subtests ' END
                      || r.outcome::VARCHAR AS k, count(*) AS n
-            FROM results r WHERE r.sid = u.sid AND r.final GROUP BY ALL))
-FROM runs u JOIN sessions s USING (sid) WHERE u.sid = ?
+            FROM results r WHERE r.sid = $sid AND r.final GROUP BY ALL))
+FROM runs u JOIN sessions s USING (sid) WHERE u.sid = $sid
 """
 
 # One row per test (and subtest) in a category; the last final result of each in each
@@ -189,7 +191,7 @@ def previous_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
 
 
 def _side(cur: duckdb.DuckDBPyConnection, sid: int) -> RunSide:
-    row = cur.execute(_SIDES, [sid]).fetchall()[0]
+    row = cur.execute(_SIDES, {"sid": sid}).fetchall()[0]
     return RunSide(
         id=row[0],
         project=row[1],
