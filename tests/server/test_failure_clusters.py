@@ -250,6 +250,24 @@ def test_a_long_window_groups_its_runs_in_the_trend(
     assert [(c.trend, c.trend_runs) for c in clusters[:2]] == [([6, 6], 3), ([3, 2], 3)]
 
 
+def test_a_long_trend_is_drawn_in_groups_of_runs(db_path: Path) -> None:
+    """90 runs draw as 30 characters of 3 runs each; the label keeps every run."""
+    plans = [
+        (
+            [{"nodeid": "t.py::a", "outcome": "failed", "exc_type": "E", "exc_message": "m"}]
+            if n in (0, 1, 2, 88)
+            else [{"nodeid": "t.py::a", "outcome": "passed"}],
+            {"project": "long"},
+        )
+        for n in range(90)
+    ]
+    with TestClient(app=create_app(Settings(db_path=db_path))) as client:
+        write_runs(client.app.state.store, plans)
+        page = client.get("/failures", params={"project": "long", "runs": 90}).text
+        assert ">" + "█" + "▁" * 28 + "▄</span>" in page  # 3 of 3, then 1 of 3
+        assert "failures per run: 1, 1, 1, 0," in page
+
+
 def test_the_api_answers_clusters_with_their_trend(db_path: Path) -> None:
     with TestClient(app=create_app(Settings(db_path=db_path))) as client:
         runs = write_runs(
@@ -261,9 +279,12 @@ def test_the_api_answers_clusters_with_their_trend(db_path: Path) -> None:
         assert body["signature"] == "[Errno <n>] No such file or directory: '<tmp>/data.json'"
         assert (body["count"], body["trend"], body["trend_runs"]) == (12, [0, 6, 0, 6, 0], 1)
         assert (body["first_run"], body["example_run"]) == (runs[1], runs[3])
-        # the page draws the trend (SVG, no script) and links the first run
+        # the page draws the trend (as text: no script, no SVG) and links the first run
         page = client.get("/failures", params={"project": "clusters"}).text
         row = page.split("&lt;tmp&gt;/data.json")[1].split("</tr>")[0]
         assert 'aria-label="failures per run: 0, 6, 0, 6, 0"' in row
-        assert 'points="0.0,19.0 25.0,1.0 50.0,19.0 75.0,1.0 100.0,19.0 "' in row
+        assert ">▁█▁█▁</span>" in row
         assert f'href="/runs/{runs[1]}"' in row
+        # the config cluster: one failure in each of the 5 runs
+        config = page.split("&lt;Config object&gt;")[1].split("</tr>")[0]
+        assert ">█████</span>" in config
