@@ -1,9 +1,11 @@
 """The query layer over 10,000,000 test results: warm and cold latency, pages, SQLite.
 
-The store (2,000 runs x 5,000 tests, 1 % flaky, a few regressions; see
+The store (2,000 runs x 5,000 tests, 1 % flaky, 2 % noisy, a few regressions; see
 `querydata.py`) is built once and kept in ``--cache`` (default
-``/tmp/datacat-bench-10m.duckdb``). Each query runs as the API runs it: over the default
-window (the last 100 runs) and over the whole store.
+``/tmp/datacat-bench-10m-v2.duckdb``; v2: with noisy tests and regressions inside the
+windows). Each query runs as the API runs it: over its default window (the last 100
+runs; regressions 200) and over the whole store. The regressions found are checked
+against the store's known answers.
 
 - **warm**: median of ``--reps`` runs on an open connection;
 - **cold**: a new process (nothing of DuckDB's in memory), with the OS page cache
@@ -37,16 +39,25 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from benchmarks.querydata import build  # noqa: E402
+from benchmarks.querydata import (  # noqa: E402
+    NOISY_EVERY,
+    NOISY_OFFSET,
+    REGRESSED_AGE,
+    REGRESSED_EVERY,
+    build,
+)
 from datacat_server.queries.failures import failure_clusters  # noqa: E402
 from datacat_server.queries.flaky import flaky_tests  # noqa: E402
 from datacat_server.queries.history import test_history  # noqa: E402
+from datacat_server.queries.regressions import regressions  # noqa: E402
 from datacat_server.queries.runs import get_run, run_tests  # noqa: E402
-from datacat_server.queries.slow import regressions, slow_tests  # noqa: E402
+from datacat_server.queries.slow import slow_tests  # noqa: E402
 from datacat_server.queries.window import recent_runs  # noqa: E402
 
 PROJECT = "bench"
 NODEID = "tests/test_mod_53.py::test_case_2699[p4]"
+#: The runs each query looks at by default in the API (the rest: 100).
+DEFAULT_RUNS = {"regressions": 200}
 
 
 def _queries(con: duckdb.DuckDBPyConnection, runs: int) -> dict[str, Callable[[], Any]]:
@@ -63,6 +74,44 @@ def _queries(con: duckdb.DuckDBPyConnection, runs: int) -> dict[str, Callable[[]
         "test history": lambda: test_history(con, PROJECT, NODEID, window()),
         "run detail": lambda: (get_run(con, run_id), run_tests(con, run_id, limit=500)),
     }
+
+
+def _check_regressions(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
+    """Regressions over 100 and 200 runs against the store's known answers: every test
+    that regressed inside the window is found on main at the first main run since (the
+    2,000 runs' last is run 2,000), and no noisy test is."""
+    answers = {}
+    main = [row[0] for row in con.execute("SELECT sid FROM runs WHERE branch = 'main'").fetchall()]
+    main.sort()
+    ids = dict(con.execute("SELECT id::VARCHAR, sid FROM sessions").fetchall())
+    for runs in (100, 200):
+        found = {
+            (r.nodeid, r.branch): r.run
+            for r in regressions(con, recent_runs(con, PROJECT, None, runs), limit=1000)
+        }
+        expected, exact = set(), True
+        for k in range(1, 5000 // REGRESSED_EVERY + 1):
+            landed = 2000 - REGRESSED_AGE * k  # 0-based run index; sid = index + 1
+            if landed < 2000 - runs:
+                continue
+            nodeid = con.execute(
+                "SELECT nodeid FROM tests WHERE test_id = ?", [k * REGRESSED_EVERY]
+            ).fetchall()[0][0]
+            expected.add(nodeid)
+            first_main = next(sid for sid in main if sid >= landed + 1)
+            exact &= ids.get(found.get((nodeid, "main"), ""), -1) == first_main
+        on_main = {nodeid for nodeid, branch in found if branch == "main"}
+        noisy = {
+            nodeid
+            for nodeid, _ in found
+            if int(nodeid.split("test_case_")[1].split("[")[0]) % NOISY_EVERY == NOISY_OFFSET - 1
+        }
+        answers[f"{runs} runs"] = on_main == expected and exact and not noisy
+        print(
+            f"regressions over {runs} runs: {len(on_main & expected)}/{len(expected)} found on"
+            f" main, at their run: {exact}; others: {sorted(on_main - expected)}; noisy: {len(noisy)}"
+        )
+    return answers
 
 
 def _warm(fn: Callable[[], Any], reps: int) -> float:
@@ -176,7 +225,7 @@ def _sqlite(path: Path, sqlite_path: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/datacat-bench-10m.duckdb"))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/datacat-bench-10m-v2.duckdb"))
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-cold", action="store_true")
@@ -191,18 +240,22 @@ def main() -> int:
     print(f"\n{total:,} test results; {os.cpu_count()} CPUs; duckdb {duckdb.__version__}")
     print(f"cold runs drop the page cache: {_drop_caches()}\n")
     print(f"{'query':18} {'window':>8} {'warm ms':>9} {'cold ms':>9} {'all / window':>13}")
-    for runs, label in ((100, "100 runs"), (2000, "all")):
-        for name, fn in _queries(con, runs).items():
+    for whole in (False, True):
+        for name in _queries(con, 100):
+            default = DEFAULT_RUNS.get(name, 100)
+            runs, label = (2000, "all") if whole else (default, f"{default} runs")
+            fn = _queries(con, runs)[name]
             warm = _warm(fn, args.reps)
             cold = None if args.no_cold else _cold(args.cache, name, runs)
             figures["queries"][f"{name} / {label}"] = {"warm_s": warm, "cold_s": cold}
             cold_text = "-" if cold is None else f"{cold * 1000:9.0f}"
             ratio = ""
-            if label == "all":
-                window_warm = figures["queries"][f"{name} / 100 runs"]["warm_s"]
+            if whole:
+                window_warm = figures["queries"][f"{name} / {default} runs"]["warm_s"]
                 figures["queries"][f"{name} / all"]["ratio_to_window"] = warm / window_warm
                 ratio = f"{warm / window_warm:12.1f}x"
             print(f"{name:18} {label:>8} {warm * 1000:9.0f} {cold_text:>9} {ratio:>13}")
+    figures["known_answers"] = _check_regressions(con)
     con.close()
     pages = _pages(args.cache, args.reps)
     figures["pages"] = pages

@@ -25,6 +25,7 @@ from datacat_server.queries.history import TestHistory
 from datacat_server.queries.metrics import TEST_METRICS, MetricSeries
 from datacat_server.queries.overview import PassRatePoint
 from datacat_server.queries.sessions import MetricOut
+from datacat_server.queries.trend import SuiteRun
 
 __all__ = [
     "MAX_BARS",
@@ -36,6 +37,7 @@ __all__ = [
     "pass_rate_chart",
     "rate_bounds",
     "session_metric_charts",
+    "suite_duration_chart",
     "value_scale",
 ]
 
@@ -113,6 +115,54 @@ def pass_rate_chart(points: Sequence[PassRatePoint], run_href: Callable[[str], s
 def _rate_tip(point: PassRatePoint, *, with_branch: bool) -> str:
     counts = f"{point.passed:,} passed, {point.failed:,} failed"
     return f"{point.branch}: {counts}" if with_branch and point.branch else counts
+
+
+#: Branches a suite duration chart draws (those with the most runs), two series each.
+SUITE_BRANCHES = MAX_SERIES // 2
+
+
+def suite_duration_chart(runs: Sequence[SuiteRun], run_href: Callable[[str], str]) -> Spec:
+    """Each whole run's duration (a line per branch) and the sum of its tests' durations
+    (points), over run start time; partial runs are left out."""
+    whole = [r for r in runs if not r.partial]
+    by_branch: dict[str, list[SuiteRun]] = defaultdict(list)
+    for run in whole:
+        by_branch[run.branch].append(run)
+    branches = sorted(by_branch, key=lambda b: (-len(by_branch[b]), b))[:SUITE_BRANCHES]
+    longest = max((max(r.duration or 0.0, r.test_time) for r in whole), default=0.0)
+    unit, scale = ("min", 1 / 60) if longest >= 600 else ("s", 1.0)
+    datasets: list[dict[str, Any]] = []
+    for branch in branches:
+        points = by_branch[branch]
+        timed = [r for r in points if r.duration]
+        datasets.append(
+            {
+                "label": f"{branch or '(no branch)'}: run",
+                "points": [
+                    {"x": epoch_ms(r.started_at), "y": round((r.duration or 0) * scale, 3)}
+                    for r in timed
+                ],
+                "tips": [f"{r.tests} tests, commit {r.commit[:10] or '?'}" for r in timed],
+                "links": [run_href(r.run) for r in timed],
+            }
+        )
+        datasets.append(
+            {
+                "label": f"{branch or '(no branch)'}: sum of its tests",
+                "points": [
+                    {"x": epoch_ms(r.started_at), "y": round(r.test_time * scale, 3)}
+                    for r in points
+                ],
+                "showLine": False,
+                "tips": [f"{r.tests} tests, {duration(r.test_time)}" for r in points],
+                "links": [run_href(r.run) for r in points],
+            }
+        )
+    return {
+        "x": _axis("Run started (UTC)", time=True),
+        "y": _axis(f"Duration ({unit})", unit=unit, min=0),
+        "datasets": datasets,
+    }
 
 
 def duration_unit(seconds: Sequence[float]) -> tuple[str, float]:

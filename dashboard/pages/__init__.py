@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dashboard.pages.compare import ComparePages
 from dashboard.pages.failures import FailurePages
 from dashboard.pages.flaky import FlakyPages
 from dashboard.pages.login import LoginPages
@@ -19,6 +20,7 @@ __all__ = ["PAGES"]
 PAGES = [
     OverviewPages,
     RunPages,
+    ComparePages,
     TestPages,
     FlakyPages,
     SlowPages,

@@ -8,12 +8,13 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.response import Template
 
-from dashboard._charts import Spec, pass_rate_chart
+from dashboard._charts import Spec, pass_rate_chart, suite_duration_chart
 from dashboard._links import run_href
 from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.overview import Overview, overview
+from datacat_server.queries.trend import SuiteRun, suite_trend
 from datacat_server.web import read_cursor
 
 __all__ = ["OverviewPage", "OverviewPages"]
@@ -21,11 +22,15 @@ __all__ = ["OverviewPage", "OverviewPages"]
 
 @dataclasses.dataclass(frozen=True)
 class OverviewPage:
-    """Context of ``overview.html`` (and ``_overview_live.html``, which polls)."""
+    """Context of ``overview.html`` (and ``_overview_live.html``, which polls, and
+    ``_suite_trend.html``)."""
 
     window: WindowFilters
     data: Overview
     pass_rate_chart: Spec
+    #: The suite's duration, run by run (`queries/trend.py`), and its chart.
+    suite: list[SuiteRun]
+    suite_chart: Spec
 
     @property
     def live(self) -> bool:
@@ -42,5 +47,12 @@ class OverviewPages(Controller):
         cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur, default_runs=50)
         data = overview(cur, window.project, runs=window.runs)
-        page = OverviewPage(window, data, pass_rate_chart(data.pass_rate, run_href))
+        suite = suite_trend(cur, window.window(cur))
+        page = OverviewPage(
+            window,
+            data,
+            pass_rate_chart(data.pass_rate, run_href),
+            suite,
+            suite_duration_chart(suite, run_href),
+        )
         return render(request, "overview.html", page, {"overview-live": "_overview_live.html"})

@@ -12,13 +12,14 @@ from litestar.response import Template
 from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
-from datacat_server.queries.slow import (
+from datacat_server.queries.regressions import (
     DEFAULT_MIN_SECONDS,
+    DEFAULT_THRESHOLD,
+    MAX_RUNS,
     Regression,
-    SlowTest,
     regressions,
-    slow_tests,
 )
+from datacat_server.queries.slow import SlowTest, slow_tests
 from datacat_server.store import Store
 
 __all__ = ["SlowPage", "SlowPages"]
@@ -33,15 +34,16 @@ class SlowPage:
 
     window: WindowFilters
     order: str
-    #: A regression is a median at least ``threshold`` times the older one, over
-    #: the ``recent`` newest runs (None: the newest quarter of the window).
+    #: A regression is a change point after which a test's median is at least
+    #: ``threshold`` times the one before (`datacat_server.queries.regressions`).
     threshold: float
-    recent: int | None
-    #: Regressions leave out tests whose recent median is under this (seconds).
+    #: Regressions leave out tests whose median since the change is under this (seconds).
     min_seconds: float
     tests: list[SlowTest]
     regressions: list[Regression]
     orders: tuple[str, ...] = ORDERS
+    #: The most runs a regression search reads (the newest of the window).
+    max_regression_runs: int = MAX_RUNS
 
 
 class SlowPages(Controller):
@@ -52,8 +54,7 @@ class SlowPages(Controller):
     def slow(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
         query = QueryReader(request.query_params)
         order = query.choice("order", ORDERS, "p95") or "p95"
-        threshold = query.number("threshold", 1.5, lo=1.01, hi=1000.0)
-        recent = query.optional_integer("recent", lo=1, hi=100_000)
+        threshold = query.number("threshold", DEFAULT_THRESHOLD, lo=1.01, hi=1000.0)
         min_seconds = query.number("min_seconds", DEFAULT_MIN_SECONDS, lo=0.0, hi=86_400.0)
         cur = store.reader()
         window = read_window(query, cur)
@@ -62,16 +63,10 @@ class SlowPages(Controller):
             window=window,
             order=order,
             threshold=threshold,
-            recent=recent,
             min_seconds=min_seconds,
             tests=slow_tests(cur, runs, order=order, limit=LIMIT),
             regressions=regressions(
-                cur,
-                runs,
-                recent=recent,
-                threshold=threshold,
-                min_seconds=min_seconds,
-                limit=LIMIT,
+                cur, runs, threshold=threshold, min_seconds=min_seconds, limit=LIMIT
             ),
         )
         return render(request, "slow.html", page, {"slow-tables": "_slow_tables.html"})

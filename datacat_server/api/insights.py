@@ -18,13 +18,16 @@ from datacat_server.queries.failures import FailureCluster, failure_clusters
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
 from datacat_server.queries.history import TestHistory, test_history
 from datacat_server.queries.overview import Overview, overview
-from datacat_server.queries.slow import (
+from datacat_server.queries.regressions import (
+    DEFAULT_MAX_P,
     DEFAULT_MIN_SECONDS,
+    DEFAULT_THRESHOLD,
+    MAX_RUNS,
     Regression,
-    SlowTest,
     regressions,
-    slow_tests,
 )
+from datacat_server.queries.slow import SlowTest, slow_tests
+from datacat_server.queries.trend import SuiteRun, suite_trend
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 
@@ -92,9 +95,15 @@ class InsightController(Controller):
     @get(
         "/regressions",
         sync_to_thread=True,
-        summary="Tests that got slower",
-        description="Median over the newest `recent` runs of the window (default: its"
-        " newest quarter) against the median over the older ones.",
+        summary="Tests that got slower, where and by how much",
+        description="Each test's call durations (final attempt, passed; setup and teardown"
+        " left out, so start-up and session fixtures charged to the first test do not"
+        " count), one series per branch in run order, are cut where their level changed"
+        " (binary segmentation with a t-test on log durations: see the README). A test is"
+        " listed if, at a change point, its median since is `threshold` times its median"
+        " before and at least `min_seconds`, it is still that slow, the change's p-value is"
+        f" under `max_p`, and `min_runs` passing runs came since. At most the newest"
+        f" {MAX_RUNS} runs are read: a slowdown older than that is the test's normal speed.",
     )
     def regressions(
         self,
@@ -103,17 +112,33 @@ class InsightController(Controller):
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 200,
-        recent: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
-        threshold: Annotated[float, QueryParameter(gt=1.0, le=1000.0)] = 1.5,
+        threshold: Annotated[
+            float,
+            QueryParameter(gt=1.0, le=1000.0, description="Median since / median before."),
+        ] = DEFAULT_THRESHOLD,
         min_seconds: Annotated[
             float,
             QueryParameter(
                 ge=0.0,
                 le=86_400.0,
-                description="Leave out tests whose recent median is faster than this:"
-                " their noise is bigger than they are.",
+                description="Leave out tests whose median since the change is faster than"
+                " this: their noise is bigger than they are.",
             ),
         ] = DEFAULT_MIN_SECONDS,
+        max_p: Annotated[
+            float,
+            QueryParameter(
+                ge=1e-12,
+                le=0.5,
+                description="The p-value a change must be under (smaller: fewer, surer).",
+            ),
+        ] = DEFAULT_MAX_P,
+        min_runs: Annotated[
+            int,
+            QueryParameter(
+                ge=3, le=10_000, description="The fewest passing runs since the change."
+            ),
+        ] = 3,
         limit: Limit = 50,
     ) -> list[Regression]:
         cur = store.reader()
@@ -121,11 +146,31 @@ class InsightController(Controller):
         return regressions(
             cur,
             window,
-            recent=recent,
             threshold=threshold,
             min_seconds=min_seconds,
+            max_p=max_p,
+            min_runs=min_runs,
             limit=limit,
         )
+
+    @get(
+        "/trend",
+        sync_to_thread=True,
+        summary="The suite's duration, run by run",
+        description="Each finished run of the window, oldest first: its duration and the"
+        " sum of its tests' durations, with its branch (draw a line per branch). Partial"
+        " runs (-k, -m, --lf, named files) are marked `partial`: they are not comparable.",
+    )
+    def trend(
+        self,
+        *,
+        store: NamedDependency[Store],
+        project: Project = None,
+        branch: Branch = None,
+        runs: Runs = 100,
+    ) -> list[SuiteRun]:
+        cur = store.reader()
+        return suite_trend(cur, recent_runs(cur, project or default_project(cur), branch, runs))
 
     @get("/failures", sync_to_thread=True, summary="Failures grouped by type and message")
     def failures(

@@ -11,6 +11,8 @@ from litestar.params import FromPath, QueryParameter
 
 from datacat_client import wire
 from datacat_server.api.paging import Offset
+from datacat_server.queries.compare import RunComparison, compare_runs, previous_run
+from datacat_server.queries.regressions import DEFAULT_MIN_SECONDS
 from datacat_server.queries.runs import (
     HangEvent,
     RunInfo,
@@ -91,3 +93,53 @@ class RunController(Controller):
         if get_run(cur, run_id) is None:
             raise NotFoundException(f"unknown run: {run_id}")
         return run_hangs(cur, run_id)
+
+    @get(
+        "/{run_id:str}/compare",
+        sync_to_thread=True,
+        summary="This run against another: newly failing, fixed, new, removed, slower",
+        description="Tests are keyed by node id and subtest; a run's result is the final"
+        " attempt. Each test falls in one category: new, removed, still failing, newly"
+        " failing, fixed, slower, faster (call durations of tests that passed in both,"
+        " by `factor` or more, the longer at least `min_seconds`). The default base is the"
+        " run before this one of its project and branch (by when the server received it),"
+        " skipping partial runs unless this one is partial.",
+        raises=[NotFoundException],
+    )
+    def compare(
+        self,
+        *,
+        store: NamedDependency[Store],
+        run_id: FromPath[str],
+        base: Annotated[
+            str | None,
+            QueryParameter(description="The run to compare with (default: the one before)."),
+        ] = None,
+        factor: Annotated[float, QueryParameter(gt=1.0, le=1000.0)] = 2.0,
+        min_seconds: Annotated[
+            float,
+            QueryParameter(
+                ge=0.0,
+                le=86_400.0,
+                description="Slower and faster leave out tests faster than this in both runs.",
+            ),
+        ] = DEFAULT_MIN_SECONDS,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=100_000, description="Tests listed per category.")
+        ] = 1000,
+    ) -> RunComparison:
+        cur = store.reader()
+        if get_run(cur, run_id) is None:
+            raise NotFoundException(f"unknown run: {run_id}")
+        base_id = base or previous_run(cur, run_id)
+        if base_id is None:
+            raise NotFoundException(
+                f"run {run_id} has no earlier run of its project and branch:"
+                " name the run to compare with in ?base="
+            )
+        found = compare_runs(
+            cur, run_id, base_id, factor=factor, min_seconds=min_seconds, limit=limit
+        )
+        if found is None:
+            raise NotFoundException(f"unknown base run: {base_id}")
+        return found

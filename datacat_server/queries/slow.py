@@ -1,13 +1,10 @@
-"""Slow tests, and tests that got slower.
+"""Slow tests: each test's durations over a window of runs.
 
-Durations are a test's setup + call + teardown, of its final attempt, over a window
-of runs. A regression compares each test's median over the window's newest runs with
-its median over the older ones.
+Durations are a test's setup + call + teardown, of its final attempt. Tests that got
+slower are `datacat_server.queries.regressions`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import duckdb
 import msgspec
@@ -16,11 +13,7 @@ from datacat_server.queries.streams import buckets_cte, streams_cte
 from datacat_server.queries.window import Window
 from datacat_server.store.rollups import bucket_value_sql
 
-__all__ = ["DEFAULT_MIN_SECONDS", "Regression", "SlowTest", "regressions", "slow_tests"]
-
-#: Regressions leave out tests whose recent median is under this many seconds: a 2 ms
-#: test that takes 4 ms once is scheduler noise, not a regression worth a look.
-DEFAULT_MIN_SECONDS = 0.01
+__all__ = ["SlowTest", "slow_tests"]
 
 
 class SlowTest(msgspec.Struct):
@@ -33,17 +26,6 @@ class SlowTest(msgspec.Struct):
     total: float
     #: This test's share of the time all tests took in the window's runs.
     share: float
-
-
-class Regression(msgspec.Struct):
-    nodeid: str
-    #: Median seconds over the older runs of the window, and over the newest ones.
-    before: float
-    after: float
-    #: after / before.
-    factor: float
-    runs_before: int
-    runs_after: int
 
 
 # quantile_cont with a list sorts each group once (measured: 270 ms instead of 460 ms
@@ -126,63 +108,3 @@ def slow_tests(
 
 
 _ORDERS_WHOLE = {"p95": "p95", "p50": "p50", "max": "max", "total": "total"}
-
-
-_REGRESSIONS = """
-WITH d AS (
-    SELECT r.test_id, r.duration, r.sid >= ? AS recent
-    FROM results r
-    WHERE {window} AND r.final AND r.subtest IS NULL AND r.outcome = 'passed'
-),
-halves AS (
-    SELECT test_id, recent, median(duration) AS median, count(*) AS runs
-    FROM d GROUP BY test_id, recent
-),
-per_test AS (
-    SELECT test_id,
-           max(median) FILTER (WHERE NOT recent) AS before,
-           max(median) FILTER (WHERE recent) AS after,
-           max(runs) FILTER (WHERE NOT recent) AS runs_before,
-           max(runs) FILTER (WHERE recent) AS runs_after
-    FROM halves GROUP BY test_id
-)
-SELECT t.nodeid, p.before, p.after, p.after / p.before AS factor, p.runs_before, p.runs_after
-FROM per_test p JOIN tests t USING (test_id)
-WHERE p.runs_before >= ? AND p.runs_after >= ? AND p.after >= ?
-  AND p.after >= p.before * ?
-ORDER BY factor DESC, t.nodeid
-LIMIT ?
-"""
-
-
-def regressions(
-    cur: duckdb.DuckDBPyConnection,
-    window: Window,
-    *,
-    recent: int | None = None,
-    threshold: float = 1.5,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    min_runs: int = 3,
-    limit: int = 50,
-) -> list[Regression]:
-    """Tests whose median over the ``recent`` newest runs is ``threshold`` times their
-    median over the older runs of the window (default: the newest quarter vs the rest).
-    Tests whose recent median is under ``min_seconds`` are left out: their noise is
-    bigger than they are."""
-    if len(window.sids) < 2 * min_runs:
-        return []
-    count = recent if recent is not None else max(min_runs, len(window.sids) // 4)
-    # The window lists its runs newest first, and serials grow with time.
-    first_recent = min(window.sids[:count])
-    where, where_params = window.where()
-    params: list[Any] = [
-        first_recent,
-        *where_params,
-        min_runs,
-        min_runs,
-        min_seconds,
-        threshold,
-        limit,
-    ]
-    sql = _REGRESSIONS.replace("{window}", where)
-    return [Regression(*row) for row in cur.execute(sql, params).fetchall()]

@@ -13,9 +13,10 @@ from datacat_server.queries.flaky import flaky_tests
 from datacat_server.queries.history import test_history
 from datacat_server.queries.metrics import metric_names, metric_series
 from datacat_server.queries.overview import overview
+from datacat_server.queries.regressions import regressions
 from datacat_server.queries.runs import get_run, list_runs, run_tests
 from datacat_server.queries.sessions import list_sessions, session_view, state_history
-from datacat_server.queries.slow import regressions, slow_tests
+from datacat_server.queries.slow import slow_tests
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 from tests.server.records import RecordMaker
@@ -135,15 +136,18 @@ def test_slow_tests_and_a_2x_regression(store: Store, shop: list[str]) -> None:
     assert slow[0].max == pytest.approx(1.0)
     assert slow[0].runs == RUNS
     assert 0 < slow[0].share < 1
-    found = regressions(cur, window, recent=4, threshold=1.5)
+    # the slowdown landed in run 6 (of 10): found there, wherever it is in the window
+    found = regressions(cur, window, threshold=1.5)
     assert [r.nodeid for r in found] == ["t.py::test_regressed"]
+    assert found[0].run == shop[6]
+    assert (found[0].commit, found[0].previous_commit) == ("c3", "c2")
     assert found[0].factor == pytest.approx(2.0)
     assert (found[0].before, found[0].after) == (pytest.approx(0.1), pytest.approx(0.2))
     assert (found[0].runs_before, found[0].runs_after) == (6, 4)
-    assert regressions(cur, window, recent=4, threshold=2.5) == []
-    # a test whose recent median is under min_seconds is noise, not a regression
-    assert regressions(cur, window, recent=4, min_seconds=0.19) == found
-    assert regressions(cur, window, recent=4, min_seconds=0.21) == []
+    assert regressions(cur, window, threshold=2.5) == []
+    # a test whose median since the change is under min_seconds is noise
+    assert regressions(cur, window, min_seconds=0.19) == found
+    assert regressions(cur, window, min_seconds=0.21) == []
 
 
 def test_three_timeouts_form_one_cluster(store: Store, shop: list[str]) -> None:
