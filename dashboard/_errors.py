@@ -18,7 +18,7 @@ from dashboard._headers import SECURITY_HEADERS
 from dashboard._params import href
 from dashboard._render import VARY, partial_target
 from dashboard.pages.login import safe_next, sign_in_page
-from datacat_server.auth import COOKIE
+from datacat_server.auth import identity_of
 from datacat_server.errors import InvalidInputError
 
 __all__ = ["ERROR_HANDLERS", "ErrorPage", "browser_not_found"]
@@ -78,7 +78,8 @@ def _sign_in(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
         return Response(content=b"", status_code=401, headers=headers)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     target = safe_next(here if request.method == "GET" else None)
-    stale = "Your sign-in is no longer valid; sign in again." if COOKIE in request.cookies else None
+    from_cookie = identity_of(request).via == "cookie"
+    stale = "Your sign-in is no longer valid; sign in again." if from_cookie else None
     return sign_in_page(request, target, stale, 401, headers)
 
 

@@ -18,7 +18,7 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 
 from dashboard._params import QueryReader
-from datacat_server.auth import COOKIE, Scope, TokenSet
+from datacat_server.auth import COOKIE, Scope, TokenSet, identity_of
 
 __all__ = ["LoginForm", "LoginPage", "LoginPages", "safe_next", "sign_in_page"]
 
@@ -81,7 +81,7 @@ def sign_in_page(
         next=target,
         error=error,
         open=tokens.open,
-        signed_in=COOKIE in request.cookies,
+        signed_in=identity_of(request).via == "cookie",
     )
     return Template(
         template_name="login.html",
