@@ -40,9 +40,9 @@ import duckdb  # noqa: E402
 from benchmarks.querydata import build  # noqa: E402
 from datacat_server.queries.failures import failure_clusters  # noqa: E402
 from datacat_server.queries.flaky import flaky_tests  # noqa: E402
-from datacat_server.queries.history import test_history  # noqa: E402
 from datacat_server.queries.runs import get_run, run_tests  # noqa: E402
 from datacat_server.queries.slow import regressions, slow_tests  # noqa: E402
+from datacat_server.queries.test_history import test_history  # noqa: E402
 from datacat_server.queries.window import recent_runs  # noqa: E402
 
 PROJECT = "bench"

@@ -11,14 +11,14 @@ from dashboard.pages.runs import RunPages
 from dashboard.pages.sessions import SessionPages
 from dashboard.pages.slow import SlowPages
 from dashboard.pages.sql import SqlPages
-from dashboard.pages.tests import TestPages
+from dashboard.pages.test_history import TestHistoryPages
 
 __all__ = ["PAGES"]
 
 PAGES = [
     OverviewPages,
     RunPages,
-    TestPages,
+    TestHistoryPages,
     FlakyPages,
     SlowPages,
     FailurePages,

@@ -16,7 +16,6 @@ from litestar.params import QueryParameter
 
 from datacat_server.queries.failures import FailureCluster, failure_clusters
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
-from datacat_server.queries.history import TestHistory, test_history
 from datacat_server.queries.overview import Overview, overview
 from datacat_server.queries.slow import (
     DEFAULT_MIN_SECONDS,
@@ -25,6 +24,7 @@ from datacat_server.queries.slow import (
     regressions,
     slow_tests,
 )
+from datacat_server.queries.test_history import TestHistory, test_history
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 

@@ -17,7 +17,17 @@ from litestar.testing import TestClient
 
 import dashboard
 from dashboard._errors import ErrorPage
-from dashboard.pages import failures, flaky, metrics, overview, runs, sessions, slow, sql, tests
+from dashboard.pages import (
+    failures,
+    flaky,
+    metrics,
+    overview,
+    runs,
+    sessions,
+    slow,
+    sql,
+    test_history,
+)
 from datacat_client import wire
 from datacat_server.app import create_app
 from datacat_server.settings import Settings
@@ -818,7 +828,7 @@ PAGE_CONTEXTS = [
     overview.OverviewPage,
     runs.RunsPage,
     runs.RunPage,
-    tests.TestHistoryPage,
+    test_history.TestHistoryPage,
     flaky.FlakyPage,
     slow.SlowPage,
     failures.FailuresPage,

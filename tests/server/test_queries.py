@@ -10,12 +10,12 @@ import pytest
 from datacat_client import wire
 from datacat_server.queries.failures import failure_clusters
 from datacat_server.queries.flaky import flaky_tests
-from datacat_server.queries.history import test_history
 from datacat_server.queries.metrics import metric_names, metric_series
 from datacat_server.queries.overview import overview
 from datacat_server.queries.runs import get_run, list_runs, run_tests
 from datacat_server.queries.sessions import list_sessions, session_view, state_history
 from datacat_server.queries.slow import regressions, slow_tests
+from datacat_server.queries.test_history import test_history
 from datacat_server.queries.window import default_project, projects, recent_runs
 from datacat_server.store import Store
 from tests.server.records import RecordMaker

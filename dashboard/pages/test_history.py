@@ -16,15 +16,15 @@ from dashboard._params import BadFilter, QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_client.wire import OUTCOMES
-from datacat_server.queries.history import HistoryPoint, TestHistory, test_history
+from datacat_server.queries.test_history import HistoryPoint, TestHistory, test_history
 from datacat_server.store import Store
 
-__all__ = ["TestHistoryPage", "TestPages"]
+__all__ = ["TestHistoryPage", "TestHistoryPages"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TestHistoryPage:
-    """Context of ``test.html`` and ``_history.html``."""
+    """Context of ``test_history.html`` and ``_test_history.html``."""
 
     __test__ = False
 
@@ -40,7 +40,7 @@ class TestHistoryPage:
         return bad[::-1]
 
 
-class TestPages(Controller):
+class TestHistoryPages(Controller):
     __test__ = False
 
     path = "/tests"
@@ -62,4 +62,4 @@ class TestPages(Controller):
         if found is None:
             raise NotFoundException(f"No test {nodeid!r} in project {window.project!r}.")
         page = TestHistoryPage(window, found, history_chart(found, run_href))
-        return render(request, "test.html", page, {"history": "_history.html"})
+        return render(request, "test_history.html", page, {"history": "_test_history.html"})
