@@ -33,7 +33,8 @@ from datacat_server.store.tables import Column, Limit
 
 __all__ = ["Limits", "check_json_body", "check_records", "check_result_columns", "check_tree"]
 
-_TRUNCATED = "\n... [cut by the DataCat server: {n} characters over its limit] ...\n"
+#: What a cut says, where the server cut text over its limit.
+CUT_NOTE = "cut by the DataCat server: {n} characters over its limit"
 
 #: Lists that are not tags (a run's arguments, its plugins) may hold this many items.
 MANY_ITEMS = 10_000
@@ -59,15 +60,6 @@ class Limits:
         if limit is Limit.NODEID:
             return self.max_nodeid_length
         return self.max_text_length
-
-
-def cut(text: str, limit: int) -> str:
-    """``text`` cut in the middle to ``limit`` characters, the cut marked."""
-    if len(text) <= limit:
-        return text
-    keep = max(0, limit - 100)
-    head, tail = keep // 2, keep - keep // 2
-    return text[:head] + _TRUNCATED.format(n=len(text) - keep) + text[len(text) - tail :]
 
 
 def _too_long(where: str, what: str, length: int, limit: int) -> InvalidInputError:
@@ -150,7 +142,7 @@ def _check_value(value: Any, rule: _FieldRule, limits: Limits, where: str) -> An
         if len(value) <= bound:
             return value
         if rule.limit is Limit.TEXT:
-            return cut(value, bound)
+            return wire.cut_text(value, bound, CUT_NOTE)
         raise _too_long(where, f"the {rule.field}", len(value), bound)
     if rule.shape == "list":
         _check_list(value, rule, limits, bound, where)
