@@ -7,7 +7,7 @@ import dataclasses
 import duckdb
 
 from dashboard._params import QueryReader, href
-from datacat_server.queries.window import Window, default_project, projects, recent_runs
+from datacat_server.queries.window import Window, asked_window, projects
 
 __all__ = ["ProjectChoice", "WindowFilters", "read_window"]
 
@@ -29,6 +29,8 @@ class WindowFilters:
     branch: str | None
     runs: int
     projects: list[ProjectChoice]
+    #: The runs themselves.
+    window: Window
 
     @property
     def branches(self) -> list[str]:
@@ -42,10 +44,6 @@ class WindowFilters:
         """``path`` with this window (and ``extra``) in its query string."""
         return href(path, {**self.params(), **extra})
 
-    def window(self, cur: duckdb.DuckDBPyConnection) -> Window:
-        """The runs themselves."""
-        return recent_runs(cur, self.project, self.branch, self.runs)
-
 
 def read_window(
     query: QueryReader, cur: duckdb.DuckDBPyConnection, *, default_runs: int = 100
@@ -53,6 +51,6 @@ def read_window(
     """The window the query string asks for (the last project when it names none)."""
     runs = query.integer("runs", default_runs, lo=1, hi=100_000)
     branch = query.text("branch")
-    project = query.text("project") or default_project(cur)
+    window = asked_window(cur, query.text("project"), branch, runs)
     choices = [ProjectChoice(name, branches) for name, branches in projects(cur)]
-    return WindowFilters(project=project, branch=branch, runs=runs, projects=choices)
+    return WindowFilters(window.project, branch, runs, choices, window)

@@ -57,7 +57,7 @@ class SlowPages(Controller):
         min_seconds = query.number("min_seconds", DEFAULT_MIN_SECONDS, lo=0.0, hi=86_400.0)
         cur = store.reader()
         window = read_window(query, cur)
-        runs = window.window(cur)
+        runs = window.window
         page = SlowPage(
             window=window,
             order=order,

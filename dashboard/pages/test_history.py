@@ -54,11 +54,7 @@ class TestHistoryPages(Controller):
             raise BadFilter("nodeid is required: the test's node id, as pytest prints it")
         cur = store.reader()
         window = read_window(query, cur, default_runs=50)
-        found = (
-            test_history(cur, window.project, nodeid, window.window(cur))
-            if window.project
-            else None
-        )
+        found = test_history(cur, window.project, nodeid, window.window) if window.project else None
         if found is None:
             raise NotFoundException(f"No test {nodeid!r} in project {window.project!r}.")
         page = TestHistoryPage(window, found, history_chart(found, run_href))

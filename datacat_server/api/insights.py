@@ -25,7 +25,7 @@ from datacat_server.queries.slow import (
     slow_tests,
 )
 from datacat_server.queries.test_history import TestHistory, test_history
-from datacat_server.queries.window import default_project, projects, recent_runs
+from datacat_server.queries.window import asked_window, default_project, projects
 from datacat_server.store import Store
 
 __all__ = ["InsightController"]
@@ -69,7 +69,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[FlakyTest]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return flaky_tests(cur, window, limit=limit)
 
     @get("/slow", sync_to_thread=True, summary="Slowest tests: p50, p95, max, share")
@@ -86,7 +86,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[SlowTest]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return slow_tests(cur, window, order=order, limit=limit)
 
     @get(
@@ -117,7 +117,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[Regression]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return regressions(
             cur,
             window,
@@ -138,7 +138,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[FailureCluster]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return failure_clusters(cur, window, limit=limit)
 
     @get(
@@ -157,9 +157,8 @@ class InsightController(Controller):
         runs: Runs = 50,
     ) -> TestHistory:
         cur = store.reader()
-        name = project or default_project(cur)
-        window = recent_runs(cur, name, branch, runs)
-        found = test_history(cur, name or "", nodeid, window) if name else None
+        window = asked_window(cur, project, branch, runs)
+        found = test_history(cur, window.project, nodeid, window) if window.project else None
         if found is None:
             raise NotFoundException(f"unknown test: {nodeid}")
         return found
