@@ -1,5 +1,5 @@
 """The dashboard in a real browser: a real ``datacat serve``, filled by the real plugin and
-client, driven through Debian's chromium with Playwright.
+client, driven through chromium with Playwright.
 
 Every page must load without a console error or a failed request; htmx filters must
 update tables in place; charts must draw; a test named ``<script>alert(1)</script>``

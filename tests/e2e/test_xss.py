@@ -8,7 +8,7 @@ exception types, class and file names, workers, hosts, hangs, tests in progress)
 field gets its own payload, tagged with the field's name, so a page that shows it can
 be held to showing it.
 
-Every page is opened in Debian's chromium (and its htmx parts are made to swap), and on
+Every page is opened in chromium (and its htmx parts are made to swap), and on
 each: no payload ran (``window.__xss`` stays undefined, no dialog opened, no console
 error), no element carries an ``on*`` attribute or a ``javascript:`` link, no inline
 script or injected element exists, and every payload the page shows reads verbatim in
