@@ -35,6 +35,7 @@ import pytest
 from datacat_client import create_session, wire
 from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
+from tests.support.wait import wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
@@ -999,7 +1000,7 @@ def test_the_checks_see_an_injected_payload(tab: Tab, data: Data) -> None:
         }"""
     )
     page.wait_for_function("window.__xss === 'control'")
-    page.wait_for_timeout(100)
+    wait_for(lambda: tab.dialogs, "the control's dialog")
     assert tab.dialogs == ["control"]
     found = page.evaluate(INSPECT)
     assert found["xss"] == "control"
