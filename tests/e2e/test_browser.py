@@ -25,7 +25,7 @@ from datacat_client import create_session
 from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 SCRIPT = "<script>alert(1)</script>"
 PROJECT = "browser-e2e"

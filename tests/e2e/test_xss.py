@@ -40,7 +40,7 @@ from tests.support.wait import wait_for
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 # -- payloads ---------------------------------------------------------------------------
 # Each names the field it is put in, so that a failure says which field ran or vanished.
