@@ -48,10 +48,10 @@ from benchmarks.querydata import (  # noqa: E402
 )
 from datacat_server.queries.failures import failure_clusters  # noqa: E402
 from datacat_server.queries.flaky import flaky_tests  # noqa: E402
-from datacat_server.queries.history import test_history  # noqa: E402
 from datacat_server.queries.regressions import regressions  # noqa: E402
 from datacat_server.queries.runs import get_run, run_tests  # noqa: E402
 from datacat_server.queries.slow import slow_tests  # noqa: E402
+from datacat_server.queries.test_history import test_history  # noqa: E402
 from datacat_server.queries.window import recent_runs  # noqa: E402
 
 PROJECT = "bench"

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dashboard._format import duration, epoch_ms, metric_title, tag_value, utc
-from datacat_server.queries.history import TestHistory
 from datacat_server.queries.metrics import TEST_METRICS, MetricSeries
 from datacat_server.queries.overview import PassRatePoint
 from datacat_server.queries.sessions import MetricOut
+from datacat_server.queries.test_history import TestHistory
 from datacat_server.queries.trend import SuiteRun
 
 __all__ = [

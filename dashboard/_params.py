@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from datacat_server.errors import InvalidInputError
+from datacat_server.web import InvalidInputError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

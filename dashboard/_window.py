@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import duckdb
-
 from dashboard._params import QueryReader, href
-from datacat_server.queries.window import Window, default_project, projects, recent_runs
+from datacat_server.queries.window import Window, asked_window, projects
+from datacat_server.web import Cursor
 
 __all__ = ["ProjectChoice", "WindowFilters", "read_window"]
 
@@ -29,6 +28,8 @@ class WindowFilters:
     branch: str | None
     runs: int
     projects: list[ProjectChoice]
+    #: The runs themselves.
+    window: Window
 
     @property
     def branches(self) -> list[str]:
@@ -42,17 +43,11 @@ class WindowFilters:
         """``path`` with this window (and ``extra``) in its query string."""
         return href(path, {**self.params(), **extra})
 
-    def window(self, cur: duckdb.DuckDBPyConnection) -> Window:
-        """The runs themselves."""
-        return recent_runs(cur, self.project, self.branch, self.runs)
 
-
-def read_window(
-    query: QueryReader, cur: duckdb.DuckDBPyConnection, *, default_runs: int = 100
-) -> WindowFilters:
+def read_window(query: QueryReader, cur: Cursor, *, default_runs: int = 100) -> WindowFilters:
     """The window the query string asks for (the last project when it names none)."""
     runs = query.integer("runs", default_runs, lo=1, hi=100_000)
     branch = query.text("branch")
-    project = query.text("project") or default_project(cur)
+    window = asked_window(cur, query.text("project"), branch, runs)
     choices = [ProjectChoice(name, branches) for name, branches in projects(cur)]
-    return WindowFilters(project=project, branch=branch, runs=runs, projects=choices)
+    return WindowFilters(window.project, branch, runs, choices, window)

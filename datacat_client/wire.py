@@ -35,6 +35,7 @@ __all__ = [
     "TestResult",
     "TestStart",
     "batch_decoder",
+    "cut_text",
     "encode",
     "record_decoder",
 ]
@@ -249,6 +250,22 @@ _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 #: Encode any wire object (or plain JSON-like value) to JSON bytes.
 encode = _encoder.encode
+
+
+def cut_text(text: str, limit: int, note: str) -> str:
+    """``text`` if it has at most ``limit`` characters, else its head and tail around a
+    line that says the cut: ``note`` with ``{n}`` replaced by the characters left out.
+
+    The plugin cuts long output before sending it, the server what is over its limits;
+    the note says which did (losing the middle of a traceback beats losing the failure).
+    """
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 100)  # room for the note
+    head, tail = keep // 2, keep - keep // 2
+    marked = note.format(n=len(text) - keep)
+    return f"{text[:head]}\n... [{marked}] ...\n{text[len(text) - tail :]}"
+
 
 batch_decoder: msgspec.json.Decoder[Batch] = msgspec.json.Decoder(Batch)
 record_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type, unused-ignore]

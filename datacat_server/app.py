@@ -36,7 +36,7 @@ from datacat_server.api.requests import SafeJsonRequest
 from datacat_server.api.runs import RunController
 from datacat_server.api.sessions import DataController, SessionController
 from datacat_server.api.sql import SqlController
-from datacat_server.auth import TokenSet, guard
+from datacat_server.auth import IdentityMiddleware, TokenSet, guard
 from datacat_server.errors import DatacatServerError
 from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
@@ -97,13 +97,12 @@ def create_app(
         # The schema is a read like any other: it needs a token when tokens are set.
         openapi_router=Router("/schema", route_handlers=[], include_in_schema=False),
     )
-    middleware: list[Any] = []
+    # The token is read once, first; the rate limiter and the guard use what it found.
+    middleware: list[Any] = [lambda app: IdentityMiddleware(app, tokens)]
     if settings.rate_limit > 0:
         buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
         middleware.append(
-            lambda app: RateLimitMiddleware(
-                app, buckets=buckets, tokens=tokens, exclude=("/health",)
-            )
+            lambda app: RateLimitMiddleware(app, buckets=buckets, exclude=("/health",))
         )
     app = Litestar(
         route_handlers=[

@@ -17,6 +17,10 @@ the dashboard also accepts it from an HTTP-only, same-site cookie set by its log
 (for reading only: a cookie never authorises a write, so a forged cross-site request
 cannot send data). Tokens are compared in constant time, every configured token each
 time. With no token configured the server is open (and binds 127.0.0.1 only).
+
+A request's token is read once, by `IdentityMiddleware`, before the rate limiter: it
+leaves an `Identity` in the request's scope, which the guard, the rate limiter, the
+sign-in page and the quarantine log read (`identity_of`).
 """
 
 from __future__ import annotations
@@ -26,21 +30,29 @@ import enum
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.authentication import (
+    AbstractAuthenticationMiddleware,
+    AuthenticationResult,
+)
+from litestar.types import ASGIApp
+from litestar.types import Scope as AsgiScope
 
 __all__ = [
     "COOKIE",
+    "Identity",
+    "IdentityMiddleware",
     "Scope",
     "Token",
     "TokenConfigError",
     "TokenSet",
     "guard",
+    "identity_of",
     "load_tokens",
-    "presented_token",
     "required_scope",
 ]
 
@@ -150,14 +162,58 @@ def required_scope(handler: BaseRouteHandler, method: str) -> Scope | None:
     return Scope.READ if method in ("GET", "HEAD", "OPTIONS") else Scope.INGEST
 
 
-def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str | None, bool]:
-    """The token a request presents, and whether it came from the dashboard's cookie."""
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who a request is: the token it presented, read once by `IdentityMiddleware`."""
+
+    #: The configured token the request presented; None when it presented none, or
+    #: one that is not known here.
+    token: Token | None = None
+    #: Where the presented token came from: ``"bearer"`` (the ``Authorization``
+    #: header), ``"cookie"`` (the dashboard's login cookie), or None.
+    via: Literal["bearer", "cookie"] | None = None
+
+    @property
+    def presented(self) -> bool:
+        return self.via is not None
+
+
+#: A request that presented no token (or one no middleware has read).
+ANONYMOUS = Identity()
+
+
+def _read_identity(connection: ASGIConnection[Any, Any, Any, Any], tokens: TokenSet) -> Identity:
     header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), False
-    cookie = connection.cookies.get(COOKIE)
-    return (cookie, True) if cookie else (None, False)
+        return Identity(tokens.find(value.strip()), "bearer")
+    if cookie := connection.cookies.get(COOKIE):
+        return Identity(tokens.find(cookie), "cookie")
+    return ANONYMOUS
+
+
+class IdentityMiddleware(AbstractAuthenticationMiddleware):
+    """Reads the request's token (bearer header, else the login cookie) and looks it up
+    once; the `Identity` is the scope's ``auth`` (and its token the ``user``). It
+    refuses nothing itself: the guard decides, per route."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenSet) -> None:
+        super().__init__(app, exclude_http_methods=())
+        self.tokens = tokens
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        identity = _read_identity(connection, self.tokens)
+        return AuthenticationResult(user=identity.token, auth=identity)
+
+
+def identity_of(connection: ASGIConnection[Any, Any, Any, Any] | AsgiScope) -> Identity:
+    """The request's `Identity` (`ANONYMOUS` where the middleware did not run: no route
+    matched, or a bare app in a test)."""
+    scope = connection if isinstance(connection, dict) else connection.scope
+    found = scope.get("auth")
+    return found if isinstance(found, Identity) else ANONYMOUS
 
 
 async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -165,7 +221,8 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
 
     A coroutine on purpose: Litestar runs a plain function guard on the event loop's
     thread pool, where slow requests could keep every request waiting for its guard.
-    It does no I/O, so it never waits on anything.
+    It does no I/O, so it never waits on anything; the token was looked up by
+    `IdentityMiddleware`.
     """
     tokens: TokenSet = connection.app.state.tokens
     if tokens.open:
@@ -173,19 +230,19 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     scope = required_scope(handler, str(connection.scope.get("method", "GET")))
     if scope is None:
         return
-    candidate, from_cookie = presented_token(connection)
-    if candidate is None:
+    identity = identity_of(connection)
+    if not identity.presented:
         raise NotAuthorizedException(
             "a token is required: send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer realm="datacat"'},
         )
-    token = tokens.find(candidate)
+    token = identity.token
     if token is None:
         raise NotAuthorizedException(
             "this token is not known here",
             headers={"WWW-Authenticate": 'Bearer realm="datacat", error="invalid_token"'},
         )
-    if from_cookie and scope is not Scope.READ:
+    if identity.via == "cookie" and scope is not Scope.READ:
         raise PermissionDeniedException(
             "the dashboard's login cookie only reads; send a bearer token to write"
         )

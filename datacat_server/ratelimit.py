@@ -3,8 +3,10 @@
 A token bucket per identity: ``rate`` requests a second on average, bursts of
 ``burst``. Over it, the answer is 429 with ``Retry-After`` (seconds), which the client
 and the pytest plugin honour. Litestar's own limiter counts per client address and
-sends no ``Retry-After`` (see FACTS.md); a CI fleet shares one ingest token and one
-proxy address, so identity here is the token.
+sends no ``Retry-After`` (checked with Litestar 2.25: its 429 carries only the
+``RateLimit-*`` headers) and counts per client address; a CI fleet shares one ingest
+token and one proxy address, so identity here is the token, as `IdentityMiddleware`
+(which runs before this one) found it.
 
 A batch of records is one request, so it counts once. The default (1,000 requests a
 second, bursts of 10,000, per token) lets a thousand CI jobs share one token: their
@@ -21,7 +23,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from datacat_server.auth import COOKIE, TokenSet
+from datacat_server.auth import identity_of
 
 __all__ = ["RateLimitMiddleware", "TokenBuckets"]
 
@@ -62,17 +64,10 @@ class TokenBuckets:
         self._buckets = kept
 
 
-def _identity(scope: Scope, tokens: TokenSet) -> str:
-    headers = dict(scope.get("headers", []))
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    candidate = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if not candidate:
-        for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE:
-                candidate = value
-    if candidate and tokens.find(candidate) is not None:
-        return "token:" + hashlib.sha256(candidate.encode()).hexdigest()[:32]
+def _identity(scope: Scope) -> str:
+    token = identity_of(scope).token
+    if token is not None:
+        return "token:" + hashlib.sha256(token.secret.encode()).hexdigest()[:32]
     client = scope.get("client")
     return f"address:{client[0] if client else '?'}"
 
@@ -80,19 +75,16 @@ def _identity(scope: Scope, tokens: TokenSet) -> str:
 class RateLimitMiddleware:
     """ASGI middleware answering 429 with ``Retry-After`` over the limit."""
 
-    def __init__(
-        self, app: ASGIApp, *, buckets: TokenBuckets, tokens: TokenSet, exclude: tuple[str, ...]
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, exclude: tuple[str, ...]) -> None:
         self.app = app
         self.buckets = buckets
-        self.tokens = tokens
         self.exclude = exclude
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if str(scope["type"]) != "http" or scope.get("path", "").startswith(self.exclude):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(_identity(scope, self.tokens))
+        wait = self.buckets.take(_identity(scope))
         if not wait:
             await self.app(scope, receive, send)
             return

@@ -4,7 +4,8 @@
 nothing else of the server (`tests/test_layers.py` checks it). A page handler:
 
 - reads with the query functions on `read_cursor(request)` (its thread's own cursor);
-- learns who asked from `identity(request)`;
+- learns who asked from `identity(request)` (and checks a sign-in with
+  `sign_in_refusal`);
 - runs people's SQL with `run_sql(request, …)` (the SQL worker processes);
 - turns the errors below into its own pages: `InvalidInputError` (a value that breaks a
   rule: 400), `SqlRefused` (400), `SqlBusyError` and `SqlUnavailableError` (503).
@@ -22,13 +23,14 @@ import duckdb
 from litestar import Request
 
 from datacat_client.wire import OUTCOMES
-from datacat_server.auth import COOKIE, TokenSet, presented_token
+from datacat_server.auth import COOKIE, Scope, TokenSet, identity_of
 from datacat_server.errors import InvalidInputError
 from datacat_server.queries.sql import SqlRefused
 from datacat_server.sqlpool.pool import SqlAnswer, SqlBusyError, SqlPool, SqlUnavailableError
 from datacat_server.store import Store
 
 __all__ = [
+    "COOKIE",
     "OUTCOMES",
     "Cursor",
     "Identity",
@@ -40,6 +42,7 @@ __all__ = [
     "identity",
     "read_cursor",
     "run_sql",
+    "sign_in_refusal",
 ]
 
 #: What the query functions read through.
@@ -68,21 +71,29 @@ class Identity:
 
 
 def identity(request: Request[Any, Any, Any]) -> Identity:
-    """Who made ``request``.
-
-    A thin accessor on purpose: when authentication keeps one identity per request
-    (read once by the guard), this returns that object's view instead of reading the
-    token again.
-    """
+    """Who made ``request``: the pages' view of the identity that authentication read
+    once for it (`datacat_server.auth.IdentityMiddleware`)."""
     tokens: TokenSet = request.app.state.tokens
-    candidate, _ = presented_token(request)
-    token = tokens.find(candidate) if candidate and not tokens.open else None
+    found = identity_of(request)
+    token = None if tokens.open else found.token
     return Identity(
         open=tokens.open,
-        signed_in=COOKIE in request.cookies,
+        signed_in=found.via == "cookie",
         known=token is not None,
         name=token.name if token is not None else "",
     )
+
+
+def sign_in_refusal(request: Request[Any, Any, Any], secret: str) -> tuple[int, str] | None:
+    """Why ``secret`` may not sign in to the dashboard (a status and a sentence), or
+    None when it is a known token that may read. The cookie `COOKIE` then carries it."""
+    tokens: TokenSet = request.app.state.tokens
+    token = tokens.find(secret) if secret else None
+    if token is None:
+        return 401, "This token is not known here."
+    if not token.allows(Scope.READ):
+        return 403, "This token cannot read. The dashboard needs a token with the read scope."
+    return None
 
 
 async def run_sql(

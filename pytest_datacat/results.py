@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from datacat_client.wire import cut_text
+
 __all__ = ["Attempt", "crash_info", "subtest_fields", "truncate"]
 
 #: Longest text kept per field; longer text keeps its head and tail around a marker.
@@ -31,14 +33,7 @@ _NOT_FAILED = frozenset(("passed", "skipped", "xfailed", "xpassed"))
 
 def truncate(text: str, limit: int) -> str:
     """``text`` if short enough, else its head and tail with the cut marked."""
-    if len(text) <= limit:
-        return text
-    keep = max(0, limit - 80)
-    head, tail = keep // 2, keep - keep // 2
-    cut = len(text) - head - tail
-    return (
-        f"{text[:head]}\n... [datacat: {cut} characters truncated] ...\n{text[len(text) - tail :]}"
-    )
+    return cut_text(text, limit, "datacat: {n} characters truncated")
 
 
 def _skip_reason(report: pytest.TestReport) -> str | None:

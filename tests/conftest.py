@@ -25,3 +25,15 @@ def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for the tests of a module that do not interfere: each reads only
+    the sessions it wrote (starting a server costs a second or more here)."""
+    server = ServerProcess(tmp_path_factory.mktemp("module-server") / "live.duckdb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from dashboard.pages.runs import RunPages
 from dashboard.pages.sessions import SessionPages
 from dashboard.pages.slow import SlowPages
 from dashboard.pages.sql import SqlPages
-from dashboard.pages.tests import TestPages
+from dashboard.pages.test_history import TestHistoryPages
 
 __all__ = ["PAGES"]
 
@@ -21,7 +21,7 @@ PAGES = [
     OverviewPages,
     RunPages,
     ComparePages,
-    TestPages,
+    TestHistoryPages,
     FlakyPages,
     SlowPages,
     FailurePages,

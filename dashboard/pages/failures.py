@@ -35,5 +35,5 @@ class FailurePages(Controller):
     def failures(self, request: Request[Any, Any, Any]) -> Template:
         cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur)
-        page = FailuresPage(window, failure_clusters(cur, window.window(cur), limit=LIMIT))
+        page = FailuresPage(window, failure_clusters(cur, window.window, limit=LIMIT))
         return render(request, "failures.html", page, {"failures-table": "_failures_table.html"})

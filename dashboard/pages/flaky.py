@@ -35,5 +35,5 @@ class FlakyPages(Controller):
     def flaky(self, request: Request[Any, Any, Any]) -> Template:
         cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur)
-        page = FlakyPage(window, flaky_tests(cur, window.window(cur), limit=LIMIT))
+        page = FlakyPage(window, flaky_tests(cur, window.window, limit=LIMIT))
         return render(request, "flaky.html", page, {"flaky-table": "_flaky_table.html"})

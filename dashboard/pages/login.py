@@ -18,7 +18,7 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 
 from dashboard._params import QueryReader
-from datacat_server.auth import COOKIE, Scope, TokenSet
+from datacat_server.web import COOKIE, identity, sign_in_refusal
 
 __all__ = ["LoginForm", "LoginPage", "LoginPages", "safe_next", "sign_in_page"]
 
@@ -76,13 +76,8 @@ def sign_in_page(
     headers: dict[str, str] | None = None,
 ) -> Template:
     """The sign-in form, leading to ``target`` (also what a page without a token gets)."""
-    tokens: TokenSet = request.app.state.tokens
-    page = LoginPage(
-        next=target,
-        error=error,
-        open=tokens.open,
-        signed_in=COOKIE in request.cookies,
-    )
+    who = identity(request)
+    page = LoginPage(next=target, error=error, open=who.open, signed_in=who.signed_in)
     return Template(
         template_name="login.html",
         context={"page": page},
@@ -107,25 +102,18 @@ class LoginPages(Controller):
         self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
     ) -> Template | Redirect:
         """Check the token; when it may read, set the cookie and go on."""
-        tokens: TokenSet = request.app.state.tokens
         target = safe_next(data.next)
         if _cross_site(request):
             return sign_in_page(request, target, "Sign in from this server's own page.", 403)
-        if tokens.open:
+        if identity(request).open:
             return Redirect(target, status_code=303)
-        token = tokens.find(data.token.strip()) if data.token.strip() else None
-        if token is None:
-            return sign_in_page(request, target, "This token is not known here.", 401)
-        if not token.allows(Scope.READ):
-            return sign_in_page(
-                request,
-                target,
-                "This token cannot read. The dashboard needs a token with the read scope.",
-                403,
-            )
+        secret = data.token.strip()
+        if refusal := sign_in_refusal(request, secret):
+            status, problem = refusal
+            return sign_in_page(request, target, problem, status)
         cookie = Cookie(
             key=COOKIE,
-            value=token.secret,
+            value=secret,
             max_age=COOKIE_MAX_AGE,
             path="/",
             httponly=True,

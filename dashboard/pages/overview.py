@@ -47,7 +47,7 @@ class OverviewPages(Controller):
         cur = read_cursor(request)
         window = read_window(QueryReader(request.query_params), cur, default_runs=50)
         data = overview(cur, window.project, runs=window.runs)
-        suite = suite_trend(cur, window.window(cur))
+        suite = suite_trend(cur, window.window)
         page = OverviewPage(
             window,
             data,

@@ -121,7 +121,7 @@ class RunPage:
     @property
     def live(self) -> bool:
         """The run goes on: its live parts refresh themselves."""
-        return self.run.status in ("running", "hung")
+        return self.run.session_status in ("running", "hung")
 
     def link(self, **changes: object) -> str:
         """This page's URL, with some test filters changed."""

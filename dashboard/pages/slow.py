@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
 from dashboard._params import QueryReader
@@ -20,7 +19,7 @@ from datacat_server.queries.regressions import (
     regressions,
 )
 from datacat_server.queries.slow import SlowTest, slow_tests
-from datacat_server.store import Store
+from datacat_server.web import read_cursor
 
 __all__ = ["SlowPage", "SlowPages"]
 
@@ -51,14 +50,14 @@ class SlowPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:slow")
-    def slow(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def slow(self, request: Request[Any, Any, Any]) -> Template:
         query = QueryReader(request.query_params)
         order = query.choice("order", ORDERS, "p95") or "p95"
         threshold = query.number("threshold", DEFAULT_THRESHOLD, lo=1.01, hi=1000.0)
         min_seconds = query.number("min_seconds", DEFAULT_MIN_SECONDS, lo=0.0, hi=86_400.0)
-        cur = store.reader()
+        cur = read_cursor(request)
         window = read_window(query, cur)
-        runs = window.window(cur)
+        runs = window.window
         page = SlowPage(
             window=window,
             order=order,

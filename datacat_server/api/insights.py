@@ -16,7 +16,6 @@ from litestar.params import QueryParameter
 
 from datacat_server.queries.failures import FailureCluster, failure_clusters
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
-from datacat_server.queries.history import TestHistory, test_history
 from datacat_server.queries.overview import Overview, overview
 from datacat_server.queries.regressions import (
     DEFAULT_MAX_P,
@@ -27,8 +26,9 @@ from datacat_server.queries.regressions import (
     regressions,
 )
 from datacat_server.queries.slow import SlowTest, slow_tests
+from datacat_server.queries.test_history import TestHistory, test_history
 from datacat_server.queries.trend import SuiteRun, suite_trend
-from datacat_server.queries.window import default_project, projects, recent_runs
+from datacat_server.queries.window import asked_window, default_project, projects
 from datacat_server.store import Store
 
 __all__ = ["InsightController"]
@@ -72,7 +72,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[FlakyTest]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return flaky_tests(cur, window, limit=limit)
 
     @get("/slow", sync_to_thread=True, summary="Slowest tests: p50, p95, max, share")
@@ -89,7 +89,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[SlowTest]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return slow_tests(cur, window, order=order, limit=limit)
 
     @get(
@@ -142,7 +142,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[Regression]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return regressions(
             cur,
             window,
@@ -170,7 +170,7 @@ class InsightController(Controller):
         runs: Runs = 100,
     ) -> list[SuiteRun]:
         cur = store.reader()
-        return suite_trend(cur, recent_runs(cur, project or default_project(cur), branch, runs))
+        return suite_trend(cur, asked_window(cur, project, branch, runs))
 
     @get("/failures", sync_to_thread=True, summary="Failures grouped by type and message")
     def failures(
@@ -183,7 +183,7 @@ class InsightController(Controller):
         limit: Limit = 50,
     ) -> list[FailureCluster]:
         cur = store.reader()
-        window = recent_runs(cur, project or default_project(cur), branch, runs)
+        window = asked_window(cur, project, branch, runs)
         return failure_clusters(cur, window, limit=limit)
 
     @get(
@@ -202,9 +202,8 @@ class InsightController(Controller):
         runs: Runs = 50,
     ) -> TestHistory:
         cur = store.reader()
-        name = project or default_project(cur)
-        window = recent_runs(cur, name, branch, runs)
-        found = test_history(cur, name or "", nodeid, window) if name else None
+        window = asked_window(cur, project, branch, runs)
+        found = test_history(cur, window.project, nodeid, window) if window.project else None
         if found is None:
             raise NotFoundException(f"unknown test: {nodeid}")
         return found

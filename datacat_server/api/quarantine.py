@@ -10,7 +10,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
-from datacat_server.auth import presented_token
+from datacat_server.auth import identity_of
 from datacat_server.store import Store
 from datacat_server.store import quarantine as q
 
@@ -40,8 +40,7 @@ class PolicyIn(msgspec.Struct):
 
 def _who(request: Request[Any, Any, Any]) -> str:
     """The token's name (or that it was a token without one) for the log."""
-    candidate, _ = presented_token(request)
-    token = request.app.state.tokens.find(candidate) if candidate else None
+    token = identity_of(request).token
     if token is None:
         return "anonymous (no tokens configured)"
     return token.name or "a token without a name"

@@ -28,6 +28,7 @@ from typing import Any
 from datacat_client import wire
 from datacat_server.errors import InvalidInputError
 from datacat_server.junit.parse import Attempt, Case, Document, Suite
+from datacat_server.limits import CUT_NOTE
 
 __all__ = ["MAX_RESULTS", "SUITE_OUTPUT", "ImportOptions", "JunitImport", "build_import"]
 
@@ -197,12 +198,6 @@ def _run_start(documents: Sequence[Document], now: float) -> float:
     return max(0.0, now - total)
 
 
-def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[:limit] + f"\n... [cut by DataCat: {len(text) - limit} characters more]"
-
-
 def _outcome(counts: Mapping[str, int], results: int, errors: list[str]) -> tuple[str, int]:
     """The run's status and exit status, as pytest would have ended it."""
     if errors:
@@ -270,12 +265,12 @@ def build_import(
     for document in unique:
         for suite in document.suites:
             if suite.system_out or suite.system_err:
-                data = {
-                    "suite": suite.name,
-                    "document": document.name,
-                    "system_out": _cut(suite.system_out, max_output_chars),
-                    "system_err": _cut(suite.system_err, max_output_chars),
-                }
+                data: dict[str, str | None] = {"suite": suite.name, "document": document.name}
+                for name, text in (
+                    ("system_out", suite.system_out),
+                    ("system_err", suite.system_err),
+                ):
+                    data[name] = text and wire.cut_text(text, max_output_chars, CUT_NOTE)
                 build.add(wire.Event, timestamp=build.end, name=SUITE_OUTPUT, data=data)
     results = sum(1 for r in build.records if type(r) is wire.TestResult)
     final = [r for r in build.records if type(r) is wire.TestResult and r.final]

@@ -41,7 +41,7 @@ class BranchHeadline(msgspec.Struct):
     #: How pytest ended (``passed``, ``failed``, ...); None while it runs or if it crashed.
     outcome: str | None
     #: The session's status: ``running``, ``ended``, ``hung`` or ``crashed``.
-    status: str
+    session_status: str = msgspec.field(name="status")
     partial: bool
     passed: int
     failed: int
@@ -64,9 +64,9 @@ class Overview(msgspec.Struct):
     #: Runs still going (their session is running or hung).
     live_runs: list[RunInfo]
     #: Sessions of this project that hang or crashed (its test runs, and programs
-    #: whose product is named like it), the latest heard of first.
+    #: that named it as their project), the latest heard of first.
     problems: list[SessionSummary]
-    #: How many sessions of other projects and products hang or crashed.
+    #: How many sessions of other projects hang or crashed.
     problems_elsewhere: int
     #: Whole runs only: partial ones (``-k``, ``--lf``, one file) are left out.
     pass_rate: list[PassRatePoint]
@@ -149,7 +149,7 @@ def headline(
                 branch=run.branch,
                 run=run.id,
                 outcome=run.outcome,
-                status=run.status,
+                session_status=run.session_status,
                 partial=run.partial,
                 passed=passed,
                 failed=failed,
@@ -173,7 +173,7 @@ def overview(cur: duckdb.DuckDBPyConnection, project: str | None, *, runs: int =
         project=project,
         headline=headline(cur, project),
         recent_runs=recent,
-        live_runs=[run for run in live if run.status in ("running", "hung")][:10],
+        live_runs=[run for run in live if run.session_status in ("running", "hung")][:10],
         problems=problem_sessions(cur, project, limit=10),
         problems_elsewhere=problems_elsewhere(cur, project),
         pass_rate=pass_rate(cur, window),

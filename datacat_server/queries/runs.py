@@ -28,7 +28,11 @@ UNFINISHED = "running"
 
 
 class RunInfo(msgspec.Struct):
-    """One pytest run: where it ran, on what code, and how it ended."""
+    """One pytest run: where it ran, on what code, and how it ended.
+
+    Two fields say how it is doing, under their JSON names: ``status`` is its
+    session's (alive or not: `session_status`), ``outcome`` how pytest ended.
+    """
 
     id: str
     project: str
@@ -36,9 +40,10 @@ class RunInfo(msgspec.Struct):
     commit: str
     dirty: bool | None
     #: The session's status: ``running``, ``ended``, ``hung`` or ``crashed``.
-    status: str
-    #: How pytest ended: ``passed``, ``failed``, ``stopped``, ``interrupted``,
-    #: ``internal_error``, ``usage_error``, ``no_tests``; None while it runs.
+    session_status: str = msgspec.field(name="status")
+    #: How pytest ended (the ``runs.status`` column): ``passed``, ``failed``,
+    #: ``stopped``, ``interrupted``, ``internal_error``, ``usage_error``, ``no_tests``;
+    #: None while it runs.
     outcome: str | None
     reason: str | None
     exit_status: int | None
@@ -115,7 +120,7 @@ def _run(row: tuple[Any, ...]) -> RunInfo:
         branch=row[2],
         commit=row[3],
         dirty=row[4],
-        status=row[5],
+        session_status=row[5],
         outcome=row[6],
         reason=row[7] or None,
         exit_status=row[8],

@@ -50,7 +50,8 @@ class SessionDetail(msgspec.Struct):
 
     id: str
     name: str
-    product: str
+    #: What the session belongs to (a pytest run's project; the seed's ``product``).
+    project: str = msgspec.field(name="product")
     version: str
     labels: dict[str, str]
     created_at: str
@@ -78,7 +79,7 @@ def _detail(
     return SessionDetail(
         id=row[1],
         name=row[2],
-        product=row[3],
+        project=row[3],
         version=row[4],
         labels=dict(row[5] or {}),
         created_at=iso(row[6]) or "",
@@ -296,7 +297,8 @@ class SessionSummary(msgspec.Struct):
 
     id: str
     name: str
-    product: str
+    #: What the session belongs to (a pytest run's project; the seed's ``product``).
+    project: str = msgspec.field(name="product")
     version: str
     labels: dict[str, str]
     status: str
@@ -362,7 +364,7 @@ def _summary(row: tuple[Any, ...]) -> SessionSummary:
     return SessionSummary(
         id=row[0],
         name=row[1],
-        product=row[2],
+        project=row[2],
         version=row[3],
         labels=dict(row[4] or {}),
         status=row[5],
@@ -373,7 +375,7 @@ def _summary(row: tuple[Any, ...]) -> SessionSummary:
 
 
 #: Sessions in trouble, and what a session belongs to: a test run's session to its
-#: run's project, any other program's to its product.
+#: run's project, any other program's to the project it named (the ``product`` column).
 _PROBLEMS = """
     FROM session_status s LEFT JOIN runs u USING (sid)
     WHERE s.ended_at IS NULL AND s.status IN ('hung', 'crashed')
@@ -385,8 +387,8 @@ def problem_sessions(
     cur: duckdb.DuckDBPyConnection, project: str | None, *, limit: int = 10
 ) -> list[SessionSummary]:
     """Sessions that hang or crashed, the latest heard of first: those of ``project``
-    (a test run's session belongs to its run's project, another program's to its
-    product), or of every project when it is None."""
+    (a test run's session belongs to its run's project, another program's to the one
+    it named), or of every project when it is None."""
     where, params = ("TRUE", []) if project is None else (f"{_OWNER} = ?", [project])
     rows = cur.execute(
         "SELECT s.id::VARCHAR, s.name, s.product, s.version, s.labels, s.status,"

@@ -5,7 +5,9 @@ Nothing here touches the server's database. The server checks a statement in fro
 checks it again and runs it with `run_readonly` on its read-only snapshot; `datacat
 query --db FILE` runs it the same way on a file no server holds.
 
-The checks, each necessary (DuckDB's settings alone do not stop writes, FACTS.md):
+The checks, each necessary (DuckDB's settings alone do not stop writes: with external
+access off and the configuration locked, CREATE, INSERT, DELETE and DROP still ran;
+ARCHITECTURE.md, "People's SQL", has what was checked):
 
 1. DuckDB's own parser classifies the text: exactly one statement, of type SELECT
    (which covers ``FROM t``, ``WITH``, ``VALUES``, ``SUMMARIZE``, ``DESCRIBE``, ``SHOW``)

@@ -13,7 +13,14 @@ import dataclasses
 
 import duckdb
 
-__all__ = ["ROLLUP_MIN_RUNS", "Window", "default_project", "projects", "recent_runs"]
+__all__ = [
+    "ROLLUP_MIN_RUNS",
+    "Window",
+    "asked_window",
+    "default_project",
+    "projects",
+    "recent_runs",
+]
 
 
 #: Whole histories longer than this many runs are read from the rollups.
@@ -116,3 +123,12 @@ def default_project(cur: duckdb.DuckDBPyConnection) -> str | None:
         "SELECT project FROM runs ORDER BY received_at DESC, sid DESC LIMIT 1"
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def asked_window(
+    cur: duckdb.DuckDBPyConnection, project: str | None, branch: str | None, runs: int
+) -> Window:
+    """The window an API call or a page asks for: the last ``runs`` runs of
+    ``project`` (on ``branch``), or of the project that ran last when it names none
+    (the window's ``project`` says which; None while nothing ran)."""
+    return recent_runs(cur, project or default_project(cur), branch, runs)

@@ -134,7 +134,7 @@ def lock_down(
 ) -> None:
     """Database-wide: no file access but the allowed directories, no extensions,
     settings frozen. Order matters: directories must be allowed before external access
-    is disabled, and once locked, nothing can be set (FACTS.md)."""
+    is disabled, and once locked, nothing can be set (ARCHITECTURE.md, "People's SQL")."""
     if allowed_directories:
         listed = ", ".join(_quote(f"{d}/") for d in allowed_directories)
         con.execute(f"SET allowed_directories = [{listed}]")

@@ -223,8 +223,16 @@ def test_other_errors_are_api_errors_with_the_detail(
     assert detail in caught.value.detail
 
 
-def test_2xx_raises_nothing() -> None:
-    raise_for_status(answer(204))
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_2xx_raises_nothing(status: int) -> None:
+    assert raise_for_status(answer(status)) is None  # type: ignore[func-returns-value]
+
+
+@pytest.mark.parametrize("status", [199, 300, 302, 400])
+def test_anything_else_raises(status: int) -> None:
+    with pytest.raises(APIError) as caught:
+        raise_for_status(answer(status, "no"))
+    assert caught.value.status_code == status
 
 
 @pytest.mark.parametrize(

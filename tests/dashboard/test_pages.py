@@ -27,7 +27,7 @@ from dashboard.pages import (
     sessions,
     slow,
     sql,
-    tests,
+    test_history,
 )
 from datacat_client import wire
 from datacat_server.app import create_app
@@ -830,7 +830,7 @@ PAGE_CONTEXTS = [
     overview.OverviewPage,
     runs.RunsPage,
     runs.RunPage,
-    tests.TestHistoryPage,
+    test_history.TestHistoryPage,
     flaky.FlakyPage,
     slow.SlowPage,
     failures.FailuresPage,

@@ -4,7 +4,6 @@ headline, the problems of a project, partial runs, metric units, state paths, pa
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from datacat_server.queries.sessions import problem_sessions, problems_elsewhere
 from datacat_server.queries.window import recent_runs
 from datacat_server.store import Store
 from tests.server.records import RecordMaker
+from tests.support.wait import wait_for
 
 T0 = 1_800_000_000.0
 
@@ -102,7 +102,7 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             branch="feature",
             run=feature,
             outcome="passed",
-            status="ended",
+            session_status="ended",
             partial=True,  # the branch has no whole run: its partial one stands
             passed=1,
             failed=0,
@@ -117,7 +117,7 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             branch="dev",
             run=dev,
             outcome=None,
-            status="running",
+            session_status="running",
             partial=False,
             passed=2,
             failed=1,
@@ -132,7 +132,7 @@ def test_the_headline_is_each_branch_s_latest_whole_run_by_receive_time(store: S
             branch="main",
             run=main,
             outcome="failed",
-            status="ended",
+            session_status="ended",
             partial=False,
             passed=6,
             failed=1,
@@ -183,8 +183,9 @@ def test_the_problems_of_a_project_are_its_runs_and_its_product_s_sessions(
     editor = _app(store, "Editor", crashed=True)
     _app(store, "Quiet")  # running, no problem
     _run(store, counts={"passed": 1})  # ended
-    time.sleep(0.05)  # the editor's heartbeat (every 1 ms) is overdue: crashed
     cur = store.reader()
+    # The editor's heartbeat (every 1 ms) is soon overdue: crashed.
+    wait_for(lambda: problem_sessions(cur, "Editor"), "the editor to crash")
 
     assert {s.id for s in problem_sessions(cur, "shop")} == {shop_run, shop_app}
     assert problems_elsewhere(cur, "shop") == 2

@@ -17,7 +17,7 @@ from tests.support.server import ServerProcess
 if TYPE_CHECKING:
     from playwright.sync_api import Route
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The dashboard in a real browser: a real ``datacat serve``, filled by the real plugin and
-client, driven through Debian's chromium with Playwright.
+client, driven through chromium with Playwright.
 
 Every page must load without a console error or a failed request; htmx filters must
 update tables in place; charts must draw; a test named ``<script>alert(1)</script>``
@@ -25,7 +25,7 @@ from datacat_client import create_session
 from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 SCRIPT = "<script>alert(1)</script>"
 PROJECT = "browser-e2e"

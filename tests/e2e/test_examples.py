@@ -85,9 +85,9 @@ def assert_exception_shape(data: dict[str, Any]) -> None:
     assert lines[-1] == f"{data['type']}: {data['message']}\n"
 
 
-def test_basic_example(live_server: ServerProcess, tmp_path: Path) -> None:
-    [(session_id, _)] = run_example(live_server, tmp_path, "basic_example.py")
-    details = fetch(live_server, session_id)
+def test_basic_example(module_server: ServerProcess, tmp_path: Path) -> None:
+    [(session_id, _)] = run_example(module_server, tmp_path, "basic_example.py")
+    details = fetch(module_server, session_id)
     assert details["product"] == "basic-example"
     assert details["status"] == "ended"
     assert details["ended_at"] is not None
@@ -104,10 +104,10 @@ def test_basic_example(live_server: ServerProcess, tmp_path: Path) -> None:
 
 
 def test_window_tracking_example_deep_merges_the_state(
-    live_server: ServerProcess, tmp_path: Path
+    module_server: ServerProcess, tmp_path: Path
 ) -> None:
-    [(session_id, _)] = run_example(live_server, tmp_path, "window_tracking_example.py")
-    details = fetch(live_server, session_id)
+    [(session_id, _)] = run_example(module_server, tmp_path, "window_tracking_example.py")
+    details = fetch(module_server, session_id)
     assert details["state"] == {
         "application": {"name": "WindowManager", "version": "1.0.0"},
         "windows": {
@@ -132,10 +132,10 @@ def test_window_tracking_example_deep_merges_the_state(
 
 
 def test_heartbeat_example_reports_a_hang_and_a_recovery(
-    live_server: ServerProcess, tmp_path: Path
+    module_server: ServerProcess, tmp_path: Path
 ) -> None:
     sessions = run_example(
-        live_server,
+        module_server,
         tmp_path,
         "heartbeat_example.py",
         # A little more than the default 1.0, for headroom on a loaded machine.
@@ -144,7 +144,7 @@ def test_heartbeat_example_reports_a_hang_and_a_recovery(
         "--check-interval",
         "0.1",
     )
-    by_role = {role: fetch(live_server, session_id) for session_id, role in sessions}
+    by_role = {role: fetch(module_server, session_id) for session_id, role in sessions}
     assert sorted(by_role) == ["hanging", "healthy", "recovering"]
 
     healthy = by_role["healthy"]
@@ -175,9 +175,9 @@ def test_heartbeat_example_reports_a_hang_and_a_recovery(
     assert recovering["status"] == "ended"
 
 
-def test_testing_example_records_a_test_run(live_server: ServerProcess, tmp_path: Path) -> None:
-    [(session_id, _)] = run_example(live_server, tmp_path, "testing_example.py")
-    details = fetch(live_server, session_id)
+def test_testing_example_records_a_test_run(module_server: ServerProcess, tmp_path: Path) -> None:
+    [(session_id, _)] = run_example(module_server, tmp_path, "testing_example.py")
+    details = fetch(module_server, session_id)
     expected = {
         "test_addition": "passed",
         "test_config_parsing": "passed",
@@ -213,9 +213,9 @@ def test_testing_example_records_a_test_run(live_server: ServerProcess, tmp_path
     ]
 
 
-def test_complete_example(live_server: ServerProcess, tmp_path: Path) -> None:
-    [(main_id, _), (plain_id, _)] = run_example(live_server, tmp_path, "complete_example.py")
-    details = fetch(live_server, main_id)
+def test_complete_example(module_server: ServerProcess, tmp_path: Path) -> None:
+    [(main_id, _), (plain_id, _)] = run_example(module_server, tmp_path, "complete_example.py")
+    details = fetch(module_server, main_id)
     assert (details["product"], details["version"]) == ("CompleteExample", "1.0.0")
     assert details["labels"] == {"user": "demo", "channel": "beta"}
     assert details["status"] == "ended"
@@ -238,7 +238,7 @@ def test_complete_example(live_server: ServerProcess, tmp_path: Path) -> None:
         (35.0, ["cycle=4"]),
     ]
 
-    plain = fetch(live_server, plain_id)
+    plain = fetch(module_server, plain_id)
     assert plain["state"] == {"maintenance": {"task": "vacuum", "done": True}}
     assert names(plain) == ["maintenance_started"]
     assert [(m["name"], m["value"], m["tags"]) for m in plain["metrics"]] == [
@@ -247,11 +247,11 @@ def test_complete_example(live_server: ServerProcess, tmp_path: Path) -> None:
     assert plain["status"] == "ended"
 
 
-def test_exception_logging_example(live_server: ServerProcess, tmp_path: Path) -> None:
+def test_exception_logging_example(module_server: ServerProcess, tmp_path: Path) -> None:
     [(main_id, _), (crashed_id, _)] = run_example(
-        live_server, tmp_path, "exception_logging_example.py"
+        module_server, tmp_path, "exception_logging_example.py"
     )
-    details = fetch(live_server, main_id)
+    details = fetch(module_server, main_id)
     exceptions = data_of(details, "exception")
     for data in exceptions:
         assert_exception_shape(data)
@@ -278,7 +278,7 @@ def test_exception_logging_example(live_server: ServerProcess, tmp_path: Path) -
     assert details["state"] == {"statistics": {"succeeded": 2, "failed": 2}}
     assert details["status"] == "ended"
 
-    crashed = fetch(live_server, crashed_id)
+    crashed = fetch(module_server, crashed_id)
     [escaped] = data_of(crashed, "exception")
     assert_exception_shape(escaped)
     assert (escaped["type"], escaped["message"]) == ("ValueError", "value cannot be negative: -42")

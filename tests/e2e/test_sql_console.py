@@ -11,7 +11,7 @@ import pytest
 from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture

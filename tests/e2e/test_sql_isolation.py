@@ -21,6 +21,7 @@ import pytest
 
 from tests.server.records import RecordMaker, batch
 from tests.support.server import ServerProcess
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,7 +93,10 @@ def test_six_slow_queries_leave_health_login_and_ingest_answering(
     with ThreadPoolExecutor(len(slow)) as pool:
         for sql in slow:
             pool.submit(run, sql)
-        time.sleep(0.5)
+        wait_for(
+            lambda: httpx.get(f"{server.url}/health", timeout=30).json()["sql"]["busy"],
+            "the slow queries to start",
+        )
         waits: dict[str, list[float]] = {"health": [], "login": [], "ingest": []}
         probes_until = time.monotonic() + TIMEOUT
         while time.monotonic() < probes_until:

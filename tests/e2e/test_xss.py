@@ -8,7 +8,7 @@ exception types, class and file names, workers, hosts, hangs, tests in progress)
 field gets its own payload, tagged with the field's name, so a page that shows it can
 be held to showing it.
 
-Every page is opened in Debian's chromium (and its htmx parts are made to swap), and on
+Every page is opened in chromium (and its htmx parts are made to swap), and on
 each: no payload ran (``window.__xss`` stays undefined, no dialog opened, no console
 error), no element carries an ``on*`` attribute or a ``javascript:`` link, no inline
 script or injected element exists, and every payload the page shows reads verbatim in
@@ -35,11 +35,12 @@ import pytest
 from datacat_client import create_session, wire
 from tests.support.browser import Watched, open_chromium
 from tests.support.server import ServerProcess
+from tests.support.wait import wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 # -- payloads ---------------------------------------------------------------------------
 # Each names the field it is put in, so that a failure says which field ran or vanished.
@@ -999,7 +1000,7 @@ def test_the_checks_see_an_injected_payload(tab: Tab, data: Data) -> None:
         }"""
     )
     page.wait_for_function("window.__xss === 'control'")
-    page.wait_for_timeout(100)
+    wait_for(lambda: tab.dialogs, "the control's dialog")
     assert tab.dialogs == ["control"]
     found = page.evaluate(INSPECT)
     assert found["xss"] == "control"

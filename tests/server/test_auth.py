@@ -188,3 +188,44 @@ def test_token_configuration(tmp_path: Path) -> None:
         load_tokens({"DATACAT_TOKENS": "0123456789abcdefghij"})
     with pytest.raises(TokenConfigError, match="cannot read the tokens file"):
         load_tokens({"DATACAT_TOKENS_FILE": str(tmp_path / "missing")})
+
+
+class _CountingTokens(TokenSet):
+    """A token set that counts its look-ups."""
+
+    def __init__(self, tokens: TokenSet) -> None:
+        super().__init__(tokens.tokens)
+        object.__setattr__(self, "lookups", 0)
+
+    def find(self, candidate: str) -> Any:
+        object.__setattr__(self, "lookups", self.lookups + 1)  # type: ignore[has-type]
+        return super().find(candidate)
+
+
+def test_a_request_is_authenticated_once(db_path: Path, tokens: TokenSet) -> None:
+    # The guard, the rate limiter (on by default), the pages and the quarantine log all
+    # use what one look-up found.
+    counting = _CountingTokens(tokens)
+    settings = Settings(db_path=db_path)
+    assert settings.rate_limit > 0
+    maker = RecordMaker()
+    with TestClient(app=create_app(settings, tokens=counting)) as client:
+        requests: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", "/api/runs", {"headers": _bearer(READ)}),
+            ("POST", "/api/ingest", {"headers": _bearer(INGEST), "content": batch(maker.start())}),
+            ("GET", "/runs", {"headers": _bearer(READ)}),
+            ("GET", "/runs", {"headers": {"Cookie": f"{COOKIE}={READ}"}}),
+            ("GET", "/runs", {"headers": {"Cookie": f"{COOKIE}={'x' * 20}"}}),  # stale: 401
+            ("GET", "/login", {"headers": {"Cookie": f"{COOKIE}={READ}"}}),
+            (
+                "POST",
+                "/api/quarantine/",
+                {"headers": _bearer(QUARANTINE), "json": {"project": "p", "nodeid": "t.py::x"}},
+            ),
+            ("GET", "/api/runs", {"headers": _bearer("y" * 20)}),  # unknown: 401
+        ]
+        for method, path, options in requests:
+            before = counting.lookups  # type: ignore[attr-defined]
+            answer = client.request(method, path, **options)
+            assert answer.status_code in (200, 401), (path, answer.text[:200])
+            assert counting.lookups - before == 1, (method, path)  # type: ignore[attr-defined]

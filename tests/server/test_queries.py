@@ -10,14 +10,14 @@ import pytest
 from datacat_client import wire
 from datacat_server.queries.failures import failure_clusters
 from datacat_server.queries.flaky import flaky_tests
-from datacat_server.queries.history import test_history
 from datacat_server.queries.metrics import metric_names, metric_series
 from datacat_server.queries.overview import overview
 from datacat_server.queries.regressions import regressions
 from datacat_server.queries.runs import get_run, list_runs, run_tests
 from datacat_server.queries.sessions import list_sessions, session_view, state_history
 from datacat_server.queries.slow import slow_tests
-from datacat_server.queries.window import default_project, projects, recent_runs
+from datacat_server.queries.test_history import test_history
+from datacat_server.queries.window import asked_window, default_project, projects, recent_runs
 from datacat_server.store import Store
 from tests.server.records import RecordMaker
 
@@ -100,6 +100,20 @@ def test_projects_and_the_default_one(store: Store, shop: list[str]) -> None:
     )
     assert len(recent_runs(cur, "shop", "main", 100).sids) == RUNS
     assert recent_runs(cur, "shop", "other", 100).empty
+
+
+def test_a_window_that_names_no_project_is_the_last_run_project_s(store: Store) -> None:
+    cur = store.reader()
+    nothing = asked_window(cur, None, None, 10)
+    assert (nothing.project, nothing.empty) == (None, True)
+    shop = [_run(store, n, commit="c") for n in range(3)]
+    asked = asked_window(cur, None, "main", 2)
+    assert asked.project == "shop"
+    assert asked.branch == "main"
+    assert asked.sids == recent_runs(cur, "shop", "main", 2).sids
+    assert len(asked.sids) == 2
+    assert len(shop) == 3
+    assert asked_window(cur, "elsewhere", None, 10).empty
 
 
 def test_flaky_with_its_fail_rate_and_same_commit_evidence(store: Store, shop: list[str]) -> None:

@@ -203,7 +203,6 @@ def test_open_server_has_a_bucket_per_client_address() -> None:
     middleware = RateLimitMiddleware(
         _ok,
         buckets=TokenBuckets(NO_REFILL, 2),
-        tokens=TokenSet(),
         exclude=("/health",),
     )
     assert [_status(middleware, ("10.0.0.1", 1000)) for _ in range(3)] == [204, 204, 429]

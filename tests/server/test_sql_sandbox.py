@@ -27,6 +27,7 @@ from litestar.testing import TestClient
 from datacat_server.app import create_app
 from datacat_server.settings import Settings
 from tests.server.records import RecordMaker, batch
+from tests.support.wait import wait_for
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -310,7 +311,7 @@ def test_a_query_that_runs_forever_is_stopped_and_others_are_answered_meanwhile(
 
     thread = threading.Thread(target=forever)
     thread.start()
-    time.sleep(0.2)
+    wait_for(lambda: sandbox.client.get("/health").json()["sql"]["busy"], "a busy SQL worker")
     meanwhile = time.monotonic()
     assert sandbox.client.get("/health").status_code == 200
     assert sandbox.sql("SELECT 1").json()["rows"] == [[1]]

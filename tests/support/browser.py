@@ -1,8 +1,15 @@
-"""Debian's chromium driven by Playwright, for the dashboard's browser tests."""
+"""Chromium driven by Playwright, for the dashboard's browser tests.
+
+Chromium is found the way `.ci/run` installs it: Debian's (``chromium`` on the PATH,
+``/usr/bin/chromium``), else Playwright's own build (``python -m playwright install
+chromium``, what `.ci/run` does where there is no Debian package to install, as on
+GitHub's runners).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +18,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, Response
+    from playwright.sync_api import (
+        BrowserContext,
+        BrowserType,
+        ConsoleMessage,
+        Dialog,
+        Page,
+        Response,
+    )
 
-__all__ = ["CHROMIUM", "Watched", "open_chromium"]
+__all__ = ["Watched", "chromium_executable", "open_chromium"]
 
-CHROMIUM = Path("/usr/bin/chromium")
 _ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -28,24 +41,36 @@ _ARGS = [
 ]
 
 
+def chromium_executable(browser_type: BrowserType) -> Path | None:
+    """Debian's chromium if it is on the PATH, else Playwright's own build if it is
+    installed, else None."""
+    found = shutil.which("chromium")
+    if found:
+        return Path(found)
+    own = Path(browser_type.executable_path)
+    return own if own.exists() else None
+
+
 @contextlib.contextmanager
 def open_chromium(profile: Path, **options: Any) -> Iterator[BrowserContext]:
     """A headless chromium with its own profile; ``options`` go to Playwright's
     ``launch_persistent_context``. A missing chromium or Playwright fails the test
     (`.ci/run` installs both): a browser test that skips proves nothing."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
-            " (apt-get install chromium)"
-        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - the dev extra installs it
         pytest.fail("playwright is missing: pip install -e '.[dev]'")
     with sync_playwright() as playwright:
+        executable = chromium_executable(playwright.chromium)
+        if executable is None:
+            pytest.fail(
+                "no chromium for the browser tests: install Debian's (apt-get install"
+                " chromium) or Playwright's own (python -m playwright install chromium);"
+                " .ci/run does one or the other"
+            )
         context = playwright.chromium.launch_persistent_context(
             str(profile),
-            executable_path=str(CHROMIUM),
+            executable_path=str(executable),
             headless=True,
             args=_ARGS,
             viewport={"width": 1280, "height": 900},

@@ -34,14 +34,30 @@ class ServerProcess:
         extra_args: list[str] | None = None,
     ) -> None:
         self.db_path = db_path
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        #: A port chosen here may be taken by another program before the server binds
+        #: it (this machine runs other suites); `start` then takes another one.
+        self._port_chosen = port is None
+        self._use_port(port or free_port())
         self.env = {**os.environ, **(env or {})}
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = db_path.with_suffix(f".{self.port}.log")
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = self.db_path.with_suffix(f".{port}.log")
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as exc:
+                if not (self._port_chosen and "is in use by another program" in str(exc)):
+                    raise
+                self._use_port(free_port())
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -14,7 +14,6 @@ from dashboard._links import run_href
 from dashboard._params import BadFilter, QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
-from datacat_server.queries.history import HistoryPoint, TestHistory, test_history
 from datacat_server.queries.quarantine import (
     Change,
     Policy,
@@ -23,14 +22,15 @@ from datacat_server.queries.quarantine import (
     history,
     policy,
 )
+from datacat_server.queries.test_history import HistoryPoint, TestHistory, test_history
 from datacat_server.web import OUTCOMES, read_cursor
 
-__all__ = ["TestHistoryPage", "TestPages"]
+__all__ = ["TestHistoryPage", "TestHistoryPages"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TestHistoryPage:
-    """Context of ``test.html`` and ``_history.html``."""
+    """Context of ``test_history.html`` and ``_test_history.html``."""
 
     __test__ = False
 
@@ -52,7 +52,7 @@ class TestHistoryPage:
         return bad[::-1]
 
 
-class TestPages(Controller):
+class TestHistoryPages(Controller):
     __test__ = False
 
     path = "/tests"
@@ -66,11 +66,7 @@ class TestPages(Controller):
             raise BadFilter("nodeid is required: the test's node id, as pytest prints it")
         cur = read_cursor(request)
         window = read_window(query, cur, default_runs=50)
-        found = (
-            test_history(cur, window.project, nodeid, window.window(cur))
-            if window.project
-            else None
-        )
+        found = test_history(cur, window.project, nodeid, window.window) if window.project else None
         if found is None:
             raise NotFoundException(f"No test {nodeid!r} in project {window.project!r}.")
         held = entry(cur, found.project, found.nodeid)
@@ -83,4 +79,4 @@ class TestPages(Controller):
             policy=policy(cur, found.project) if held else None,
             released=last,
         )
-        return render(request, "test.html", page, {"history": "_history.html"})
+        return render(request, "test_history.html", page, {"history": "_test_history.html"})
