@@ -64,7 +64,11 @@ def build(path: Path, *, runs: int = 2000, tests: int = 5000, project: str = "be
         )
         run(
             """
-            INSERT INTO runs
+            INSERT INTO runs (sid, project, branch, "commit", dirty, ci_provider, ci_url,
+                              python_version, python_implementation, platform, hostname,
+                              pytest_version, plugins, args, workers, started_at, finished_at,
+                              exit_status, status, reason, counts, duration, received_at,
+                              partial)
             SELECT i + 1, $project,
                    CASE WHEN i % 10 < 7 THEN 'main' ELSE 'feature-' || (i % 10) END,
                    md5((i // 3)::VARCHAR)[1:12], false, 'github-actions',
