@@ -20,6 +20,7 @@ import msgspec
 
 __all__ = [
     "OUTCOMES",
+    "VERDICTS",
     "Batch",
     "BatchAck",
     "Event",
@@ -64,6 +65,18 @@ Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1)]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 Outcome: TypeAlias = Literal["passed", "failed", "skipped", "xfailed", "xpassed", "error"]
 MetricKind: TypeAlias = Literal["gauge", "counter"]
+
+#: How a run's failures are classified against its base (``GET
+#: /api/runs/{id}/classification``): each category, and how people name one and many
+#: of it, most actionable first. ``fixed`` counts tests that failed in the base and
+#: pass now; the others are failures.
+VERDICTS: tuple[tuple[str, str, str], ...] = (
+    ("new", "new failure", "new failures"),
+    ("new_test", "new test failing", "new tests failing"),
+    ("known_flaky", "known flaky", "known flaky"),
+    ("already_failing", "already failing", "already failing"),
+    ("fixed", "fixed", "fixed"),
+)
 
 
 # gc=False: records hold no references back to themselves, so the garbage collector

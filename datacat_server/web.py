@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 import duckdb
 from litestar import Request
 
-from datacat_client.wire import OUTCOMES
+from datacat_client.wire import OUTCOMES, VERDICTS
 from datacat_server.auth import COOKIE, Scope, TokenSet, identity_of
 from datacat_server.errors import InvalidInputError
 from datacat_server.queries.sql import SqlRefused
@@ -32,6 +32,7 @@ from datacat_server.store import Store
 __all__ = [
     "COOKIE",
     "OUTCOMES",
+    "VERDICTS",
     "Cursor",
     "Identity",
     "InvalidInputError",

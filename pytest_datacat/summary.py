@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from datacat_client import default_spool_dir
+from datacat_client.wire import VERDICTS
 
 if TYPE_CHECKING:
     from pytest_datacat.recorder import Recorder
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["Highlights", "RunSummary"]
 
 _ORDER = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-#: How the closing line names the classification's counts (key, one, many).
-_VERDICTS = (
-    ("new", "new failure", "new failures"),
-    ("new_test", "new test failing", "new tests failing"),
-    ("known_flaky", "known flaky", "known flaky"),
-    ("already_failing", "already failing", "already failing"),
-    ("fixed", "fixed", "fixed"),
-)
 #: Headings of the step summary's failure lists, most actionable first.
 _SECTIONS = (
     ("new", "New failures"),
@@ -196,7 +189,7 @@ class RunSummary:
             return f"classification unavailable ({self.classification_error[:80]})"
         counts = self.classification.get("counts", {})
         parts = []
-        for key, one, many in _VERDICTS:
+        for key, one, many in VERDICTS:
             number = int(counts.get(key, 0))
             if number:
                 parts.append(f"{number} {one if number == 1 else many}")

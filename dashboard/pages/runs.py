@@ -12,8 +12,9 @@ from litestar.response import Template
 
 from dashboard._paging import Paging
 from dashboard._params import QueryReader, filters_href
-from dashboard._render import render
+from dashboard._render import partial_target, render
 from dashboard._window import ProjectChoice
+from datacat_server.queries.classify import RunClassification, classify_run
 from datacat_server.queries.quarantine import RunQuarantine, run_quarantine
 from datacat_server.queries.runs import (
     UNFINISHED,
@@ -28,7 +29,7 @@ from datacat_server.queries.runs import (
     run_tests,
 )
 from datacat_server.queries.window import projects
-from datacat_server.web import OUTCOMES, read_cursor
+from datacat_server.web import OUTCOMES, VERDICTS, read_cursor
 
 __all__ = ["RUN_OUTCOMES", "RunPage", "RunPages", "RunTestFilters", "RunsFilters", "RunsPage"]
 
@@ -114,6 +115,8 @@ class RunPage:
     hangs: list[HangEvent]
     #: Its failed tests in quarantine when it started, or now, by node id.
     quarantined: dict[str, RunQuarantine] = dataclasses.field(default_factory=dict)
+    #: Its failures against its base (new, already failing, known flaky, ...).
+    classification: RunClassification | None = None
     outcomes: tuple[str, ...] = OUTCOMES
     #: The first failures of a page show their traceback open.
     open_tracebacks: int = OPEN_TRACEBACKS
@@ -126,6 +129,24 @@ class RunPage:
     def link(self, **changes: object) -> str:
         """This page's URL, with some test filters changed."""
         return self.filters.link(self.run.id, **changes)
+
+    @property
+    def verdicts(self) -> list[tuple[str, str, int]]:
+        """``[(category, "2 new failures", 2), ...]``: the classification's non-zero
+        counts, most actionable first, worded as the plugin's closing line words them."""
+        if self.classification is None:
+            return []
+        counts = self.classification.counts
+        return [
+            (key, f"{counts[key]} {one if counts[key] == 1 else many}", counts[key])
+            for key, one, many in VERDICTS
+            if counts.get(key)
+        ]
+
+    @property
+    def verdict_names(self) -> dict[str, str]:
+        """Each category's name for one test (``new`` → ``new failure``)."""
+        return {key: one for key, one, _ in VERDICTS}
 
     @property
     def quarantined_failures(self) -> int:
@@ -180,6 +201,8 @@ class RunPages(Controller):
             slowest=run_tests(cur, run.id, order="slowest", limit=SLOWEST),
             hangs=run_hangs(cur, run.id),
             quarantined=run_quarantine(cur, run.id),
+            # Only the whole page shows it: the live parts refresh without it.
+            classification=None if partial_target(request) else classify_run(cur, run.id),
         )
         fragments = {"run-live": "_run_poll.html", "run-tests": "_run_tests.html"}
         return render(request, "run.html", page, fragments)

@@ -151,3 +151,47 @@ def test_the_api_answers_and_names_an_unknown_run(client: Client) -> None:
     assert answer.json()["counts"]["already_failing"] == 1
     missing = client.get("/api/runs/00000000-0000-0000-0000-000000000000/classification")
     assert missing.status_code == 404
+
+
+def test_the_run_page_shows_each_verdict_and_what_it_rests_on(client: Client) -> None:
+    store: Store = client.app.state.store
+    history = _history(store)
+    now = {nodeid: after for nodeid, (_, after) in HISTORY.items()}
+    run = _run(store, now | {"t.py::brand_new": F}, commit="c7")
+    page = client.get(f"/runs/{run}")
+    assert page.status_code == 200
+    section = page.text.replace("<wbr>", "").split('id="run-classification"')[1]
+    section = section.split("</section>")[0]
+    # The plugin's closing line, in the same words and order.
+    assert ">2 new failures</span>, <span" in section
+    assert ">1 new test failing</span>" in section
+    assert ">1 known flaky</span>, <span" in section
+    assert ">1 already failing</span>, <span" in section
+    assert ">1 fixed</span>" in section
+    assert f'run <a href="/runs/{history[-1]}"><code>{history[-1][:8]}</code></a>' in section
+    rows = {
+        row.split("nodeid=")[1].split("&")[0].replace("%3A", ":"): row.split("</span>")[0]
+        for row in section.split('<tr class="verdict-row')[1:]
+    }
+    verdicts = {nodeid: row.rsplit(">", 1)[1] for nodeid, row in rows.items()}
+    assert verdicts == {
+        "t.py::stable": "new failure",
+        "t.py::gone_from_base": "new failure",
+        "t.py::brand_new": "new test failing",
+        "t.py::broken": "already failing",
+        "t.py::flaky": "known flaky",
+    }
+    assert f'failing since run <a href="/runs/{history[3]}">' in section
+    assert "evidence: failed, passed, failed again" in section
+    assert "t.py::stable broke" in section
+    fixed = section.split('class="fixed-tests"')[1]
+    assert "t.py::fixed" in fixed
+    assert "t.py::passes" not in section
+
+
+def test_a_run_without_failures_or_fixes_has_no_verdicts(client: Client) -> None:
+    store: Store = client.app.state.store
+    run = _run(store, {"t.py::a": P}, commit="c1")
+    page = client.get(f"/runs/{run}")
+    assert page.status_code == 200
+    assert 'id="run-classification"' not in page.text
