@@ -373,6 +373,9 @@ class Recorder:
             delivered = self.datacat.flush(self.options.flush_timeout)
             if delivered:
                 self._fetch_classification()
+            elif self.failed_nodeids:
+                # The server has not got the run, so it cannot judge its failures.
+                self.classification_error = "the server has not stored this run"
             self.datacat.close(timeout=0.0)
         self.summary = RunSummary.build(
             recorder=self,

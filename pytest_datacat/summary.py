@@ -168,7 +168,7 @@ class RunSummary:
             parts.append(
                 f"{self.results} results, not all confirmed by the server before the flush timeout"
             )
-        if self.delivered and (verdict := self._verdict()):
+        if verdict := self._verdict():
             parts.append(verdict)
         if self.quarantine:
             parts.append(self._quarantine_text())

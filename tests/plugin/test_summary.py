@@ -132,3 +132,59 @@ def test_the_step_summary_says_why_records_were_spooled() -> None:
         "118 records were spooled in `/home/me/.cache/datacat/spool` (server unreachable)" in text
     )
     assert UPLOAD in text
+
+
+CLASSIFIED = {
+    "counts": {"new": 1, "new_test": 0, "known_flaky": 1, "already_failing": 1, "fixed": 1},
+    "failures": [
+        {"nodeid": "t.py::test_flaky", "category": "known_flaky", "message": "timeout"},
+        {
+            "nodeid": "t.py::test_broken",
+            "category": "already_failing",
+            "exc_type": "KeyError",
+            "message": "'id'",
+            "since": "2026-11-30T10:20:30Z",
+            "since_commit": "0123456789abcdef",
+        },
+        {
+            "nodeid": "t.py::test_new[a|b]",
+            "category": "new",
+            "exc_type": "AssertionError",
+            "message": "assert 1 == 2",
+        },
+    ],
+    "fixed": ["t.py::test_fixed"],
+}
+
+
+def test_the_closing_line_carries_the_verdicts() -> None:
+    line = summary(classification=CLASSIFIED, status="failed").line()
+    assert f"{URL}/runs/{SID} · 1 new failure, 1 known flaky, 1 already failing, 1 fixed ·" in line
+
+
+def test_a_server_that_is_down_makes_the_classification_unavailable_and_nothing_else() -> None:
+    down: dict[str, Any] = {
+        "delivered": False,
+        "sent": 0,
+        "spooled": 118,
+        "failure": "server unreachable",
+    }
+    line = summary(**down, classification_error="the server has not stored this run").line()
+    assert line == summary(**down).line().replace(
+        " · overhead",
+        " · classification unavailable (the server has not stored this run) · overhead",
+    )
+
+
+def test_the_step_summary_lists_new_failures_first_with_message_and_link() -> None:
+    text = summary(classification=CLASSIFIED, status="failed").markdown()
+    new = text.index("**New failures (1)**")
+    already = text.index("**Already failing (1)**")
+    flaky = text.index("**Known flaky (1)**")
+    assert new < already < flaky < text.index("**Fixed (1)**")
+    assert (
+        f"- [`t.py::test_new[a\\|b]`]({URL}/tests?nodeid=t.py%3A%3Atest_new%5Ba%7Cb%5D):"
+        " AssertionError: assert 1 == 2"
+    ) in text
+    assert "KeyError: 'id' (failing since 2026-11-30 10:20, commit `0123456789`)" in text
+    assert "- `t.py::test_fixed`" in text.split("**Fixed (1)**")[1]
