@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import duckdb
 import msgspec
 
-__all__ = ["decode_json", "iso", "parse_session_id", "rows"]
+__all__ = ["decode_json", "iso", "parse_session_id", "rows", "select_list", "structs"]
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 _decode = msgspec.json.decode
 
@@ -39,3 +42,26 @@ def rows(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     read to their end)."""
     names = [d[0] for d in result.description or ()]
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def select_list(cls: type[msgspec.Struct], default: str, sources: Mapping[str, str]) -> str:
+    """A SELECT list with a column per field of ``cls``, named as the field: the field's
+    expression in ``sources``, else the column of its name in the table ``default``
+    (an alias). Adding a field to the Struct adds it to the query."""
+    return ", ".join(
+        f'{sources.get(name, f"{default}.{name}")} AS "{name}"' for name in cls.__struct_fields__
+    )
+
+
+def structs(
+    result: duckdb.DuckDBPyConnection,
+    cls: type[T],
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> list[T]:
+    """A result's rows as ``cls`` instances, each column given to the field of its name
+    (``convert``: a function per field, applied to its value first)."""
+    found = rows(result)
+    for values in found:
+        for name, function in (convert or {}).items():
+            values[name] = function(values[name])
+    return [cls(**values) for values in found]

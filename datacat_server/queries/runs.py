@@ -7,7 +7,13 @@ from typing import Any
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import decode_json, iso, parse_session_id
+from datacat_server.queries._common import (
+    decode_json,
+    iso,
+    parse_session_id,
+    select_list,
+    structs,
+)
 
 __all__ = [
     "UNFINISHED",
@@ -105,43 +111,31 @@ class TestRow(msgspec.Struct):
     rss_delta: int | None
 
 
-_RUN_COLUMNS = """
-    s.id::VARCHAR, u.project, u.branch, u."commit", u.dirty, s.status, u.status, u.reason,
-    u.exit_status, u.counts, u.duration, u.started_at, u.finished_at, u.ci_provider, u.ci_url,
-    u.python_version, u.python_implementation, u.platform, u.hostname, u.pytest_version,
-    u.plugins, u.args, u.workers, s.labels, s.in_progress, u.partial
-"""
-
-
-def _run(row: tuple[Any, ...]) -> RunInfo:
-    return RunInfo(
-        id=row[0],
-        project=row[1],
-        branch=row[2],
-        commit=row[3],
-        dirty=row[4],
-        session_status=row[5],
-        outcome=row[6],
-        reason=row[7] or None,
-        exit_status=row[8],
-        counts=decode_json(row[9]) or {},
-        duration=row[10],
-        started_at=iso(row[11]) or "",
-        finished_at=iso(row[12]),
-        ci_provider=row[13],
-        ci_url=row[14],
-        python_version=row[15],
-        python_implementation=row[16],
-        platform=row[17],
-        hostname=row[18],
-        pytest_version=row[19],
-        plugins=list(row[20]),
-        args=list(row[21]),
-        workers=row[22],
-        labels=dict(row[23] or {}),
-        in_progress=decode_json(row[24]) or {},
-        partial=bool(row[25]),
-    )
+#: What each `RunInfo` field is read from where it is not the ``runs`` column of its name.
+_RUN_COLUMNS = select_list(
+    RunInfo,
+    "u",
+    {
+        "id": "s.id::VARCHAR",
+        "commit": 'u."commit"',
+        "session_status": "s.status",
+        "outcome": "u.status",
+        "labels": "s.labels",
+        "in_progress": "s.in_progress",
+    },
+)
+#: Stored values as `RunInfo` holds them.
+_RUN_CONVERT: dict[str, Any] = {
+    "reason": lambda v: v or None,
+    "counts": lambda v: decode_json(v) or {},
+    "started_at": lambda v: iso(v) or "",
+    "finished_at": iso,
+    "plugins": list,
+    "args": list,
+    "labels": lambda v: dict(v or {}),
+    "in_progress": lambda v: decode_json(v) or {},
+    "partial": bool,
+}
 
 
 def list_runs(
@@ -156,12 +150,12 @@ def list_runs(
     """Runs, newest first, optionally of one project, branch or outcome (``running``:
     not finished yet, whether alive, hung or crashed)."""
     where, params = _runs_where(project, branch, outcome)
-    rows = cur.execute(
+    result = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
         f" WHERE {where} ORDER BY u.received_at DESC, u.sid DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
-    ).fetchall()
-    return _with_counts_so_far(cur, [_run(row) for row in rows])
+    )
+    return _with_counts_so_far(cur, structs(result, RunInfo, _RUN_CONVERT))
 
 
 def count_runs(
@@ -231,21 +225,45 @@ def get_runs(cur: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[RunInfo
     keys = [key for key in map(parse_session_id, run_ids) if key is not None]
     if not keys:
         return []
-    rows = cur.execute(
+    result = cur.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs u JOIN session_status s USING (sid)"
         " WHERE s.id IN (SELECT unnest(?::UUID[]))",
         [keys],
-    ).fetchall()
-    found = {run.id: run for run in _with_counts_so_far(cur, [_run(row) for row in rows])}
+    )
+    found = {
+        run.id: run for run in _with_counts_so_far(cur, structs(result, RunInfo, _RUN_CONVERT))
+    }
     return [found[key] for key in keys if key in found]
 
 
-_TEST_COLUMNS = """
-    t.nodeid, t.file, t.line, t.cls, t.func, t.param_id, t.markers, r.subtest,
-    r.outcome::VARCHAR, r.phase, r.started_at, r.stopped_at, r.duration, r.setup_duration,
-    r.call_duration, r.teardown_duration, d.reason, d.exc_type, d.exc_message, d.traceback,
-    d.stdout, d.stderr, d.log, r.worker, r.attempt, r.final, r.cpu_time, r.rss_delta
-"""
+#: Where each `TestRow` field is read from: ``results`` (r) unless named here, ``tests``
+#: (t) or ``result_details`` (d).
+_TEST_COLUMNS = select_list(
+    TestRow,
+    "r",
+    {
+        **{name: f"t.{name}" for name in ("nodeid", "file", "line", "cls", "func", "param_id")},
+        "markers": "t.markers",
+        "outcome": "r.outcome::VARCHAR",
+        **{
+            name: f"d.{name}"
+            for name in (
+                "reason",
+                "exc_type",
+                "exc_message",
+                "traceback",
+                "stdout",
+                "stderr",
+                "log",
+            )
+        },
+    },
+)
+_TEST_CONVERT: dict[str, Any] = {
+    "markers": lambda v: list(v or []),
+    "started_at": iso,
+    "stopped_at": iso,
+}
 
 
 _ORDERS = {
@@ -304,46 +322,14 @@ def run_tests(
     if key is None:
         return []
     where, params = _tests_where(key, outcome, search)
-    rows = cur.execute(
+    result = cur.execute(
         f"SELECT {_TEST_COLUMNS} FROM results r JOIN sessions s USING (sid)"
         " JOIN tests t USING (test_id) LEFT JOIN result_details d USING (sid, seq)"
         f" WHERE {where}"
         f" ORDER BY {_ORDERS.get(order, _ORDERS['failures'])} LIMIT ? OFFSET ?",
         [*params, limit, offset],
-    ).fetchall()
-    return [
-        TestRow(
-            nodeid=row[0],
-            file=row[1],
-            line=row[2],
-            cls=row[3],
-            func=row[4],
-            param_id=row[5],
-            markers=list(row[6] or []),
-            subtest=row[7],
-            outcome=row[8],
-            phase=row[9],
-            started_at=iso(row[10]),
-            stopped_at=iso(row[11]),
-            duration=row[12],
-            setup_duration=row[13],
-            call_duration=row[14],
-            teardown_duration=row[15],
-            reason=row[16],
-            exc_type=row[17],
-            exc_message=row[18],
-            traceback=row[19],
-            stdout=row[20],
-            stderr=row[21],
-            log=row[22],
-            worker=row[23],
-            attempt=row[24],
-            final=row[25],
-            cpu_time=row[26],
-            rss_delta=row[27],
-        )
-        for row in rows
-    ]
+    )
+    return structs(result, TestRow, _TEST_CONVERT)
 
 
 class HangEvent(msgspec.Struct):
