@@ -12,7 +12,8 @@ from litestar.response import Template
 
 from dashboard._params import QueryReader
 from dashboard._render import render
-from datacat_server.queries.compare import RunComparison, TestChange, compare_runs, previous_run
+from datacat_server.queries.base import base_run
+from datacat_server.queries.compare import RunComparison, TestChange, compare_runs
 from datacat_server.queries.regressions import DEFAULT_MIN_SECONDS
 from datacat_server.queries.runs import RunInfo, get_run
 from datacat_server.web import read_cursor
@@ -73,7 +74,7 @@ class ComparePages(Controller):
         run = get_run(cur, run_id)
         if run is None:
             raise NotFoundException(f"There is no run {run_id!r}.")
-        base_id = base or previous_run(cur, run.id)
+        base_id = base or base_run(cur, run.id)
         comparison = None
         if base_id is not None:
             comparison = compare_runs(

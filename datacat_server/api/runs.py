@@ -11,7 +11,8 @@ from litestar.params import FromPath, QueryParameter
 
 from datacat_client import wire
 from datacat_server.api.paging import Offset
-from datacat_server.queries.compare import RunComparison, compare_runs, previous_run
+from datacat_server.queries.base import base_run
+from datacat_server.queries.compare import RunComparison, compare_runs
 from datacat_server.queries.regressions import DEFAULT_MIN_SECONDS
 from datacat_server.queries.runs import (
     HangEvent,
@@ -102,8 +103,9 @@ class RunController(Controller):
         " attempt. Each test falls in one category: new, removed, still failing, newly"
         " failing, fixed, slower, faster (call durations of tests that passed in both,"
         " by `factor` or more, the longer at least `min_seconds`). The default base is the"
-        " run before this one of its project and branch (by when the server received it),"
-        " skipping partial runs unless this one is partial.",
+        " run its failures are classified against: the run before this one of its project"
+        " and branch (by when the server received it), or for a pull request the target"
+        " branch's run on the merge base; a partial run only when there is no full one.",
         raises=[NotFoundException],
     )
     def compare(
@@ -131,7 +133,7 @@ class RunController(Controller):
         cur = store.reader()
         if get_run(cur, run_id) is None:
             raise NotFoundException(f"unknown run: {run_id}")
-        base_id = base or previous_run(cur, run_id)
+        base_id = base or base_run(cur, run_id)
         if base_id is None:
             raise NotFoundException(
                 f"run {run_id} has no earlier run of its project and branch:"

@@ -11,10 +11,8 @@ Each failed or errored test of a run (its final attempt; subtests aside) is one 
 
 A test that failed in the base run and passes now is **fixed**.
 
-The **base** is the previous full run of the same branch; for a pull or merge request
-(the run names a ``base_branch``), the latest full run of the target branch on the merge
-base (``base_commit``), else the latest before this run. Partial runs (``-k``, ``--lf``)
-are bases only when there is no full one.
+The **base** is the previous run of the same branch, or for a pull or merge request the
+target branch's run on the merge base (`queries/base.py`, which run comparison shares).
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import duckdb
 import msgspec
 
 from datacat_server.queries._common import parse_session_id, rows
+from datacat_server.queries.base import base_sid
 from datacat_server.queries.flaky import evidence_of, run_labels
 from datacat_server.queries.streams import streams_cte
 from datacat_server.queries.window import recent_runs
@@ -69,29 +68,6 @@ class RunClassification(msgspec.Struct):
     fixed: list[str]
 
 
-def _base(cur: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> int | None:
-    """The base run's serial (see the module docstring)."""
-    branch = run["base_branch"] or run["branch"]
-    found = cur.execute(
-        """
-        SELECT sid FROM runs
-        WHERE project = $project AND branch = $branch AND sid <> $sid
-          AND received_at <= $received
-        ORDER BY ($commit <> '' AND "commit" = $commit) DESC, partial, received_at DESC,
-                 sid DESC
-        LIMIT 1
-        """,
-        {
-            "project": run["project"],
-            "branch": branch,
-            "sid": run["sid"],
-            "received": run["received_at"],
-            "commit": run["base_commit"] if run["base_branch"] else "",
-        },
-    ).fetchall()
-    return int(found[0][0]) if found else None
-
-
 _FINALS = """
 SELECT r.test_id, t.nodeid, r.outcome::VARCHAR AS outcome, d.exc_type,
        split_part(coalesce(d.exc_message, ''), chr(10), 1) AS message, t.first_seen
@@ -116,12 +92,12 @@ def classify_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunClassificati
     if not found:
         return None
     run = found[0]
-    base_sid = _base(cur, run)
+    base_serial = base_sid(cur, run["sid"])
     now = {r["test_id"]: r for r in rows(cur.execute(_FINALS, [run["sid"]]))}
     before = (
         {}
-        if base_sid is None
-        else {r["test_id"]: r for r in rows(cur.execute(_FINALS, [base_sid]))}
+        if base_serial is None
+        else {r["test_id"]: r for r in rows(cur.execute(_FINALS, [base_serial]))}
     )
     bad = {"failed", "error"}
     failing = {tid: r for tid, r in now.items() if r["outcome"] in bad}
@@ -166,7 +142,9 @@ def classify_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> RunClassificati
     for failure in failures:
         counts[failure.category] += 1
     counts["fixed"] = len(fixed)
-    base_id = run_labels(cur, {base_sid}).get(base_sid, (None, ""))[0] if base_sid else None
+    base_id = (
+        run_labels(cur, {base_serial}).get(base_serial, (None, ""))[0] if base_serial else None
+    )
     return RunClassification(
         run=key,
         base_run=base_id,

@@ -9,9 +9,9 @@ regressions do: start-up charged to the first test's setup is not a slowdown) of
 that passed in both runs, by ``factor`` or more, when the longer of the two is at least
 ``min_seconds``.
 
-The default base of a run is the run before it (by when the server received it) of the
-same project and branch; a run that is not partial skips partial ones (``-k``, ``-m``,
-``--lf``: a comparison with them would list most tests as new).
+The default base of a run is the one its failures are classified against
+(`queries/base.py`): the run before it on its branch, or for a pull request the target
+branch's run on the merge base.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import msgspec
 
 from datacat_server.queries._common import iso, parse_session_id
 
-__all__ = ["RunComparison", "RunSide", "TestChange", "compare_runs", "previous_run"]
+__all__ = ["RunComparison", "RunSide", "TestChange", "compare_runs"]
 
 
 class RunSide(msgspec.Struct):
@@ -168,26 +168,6 @@ def _sid(cur: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
         "SELECT u.sid FROM runs u JOIN sessions s USING (sid) WHERE s.id = CAST(? AS UUID)", [key]
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def previous_run(cur: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
-    """The default base of a run (module docstring), or None if it has none (or is no
-    run)."""
-    sid = _sid(cur, run_id)
-    if sid is None:
-        return None
-    row = cur.execute(
-        """
-        SELECT s.id::VARCHAR FROM runs u JOIN sessions s USING (sid), runs me
-        WHERE me.sid = ? AND u.project = me.project AND u.branch = me.branch
-          AND (u.received_at < me.received_at
-               OR (u.received_at = me.received_at AND u.sid < me.sid))
-          AND (me.partial OR NOT u.partial)
-        ORDER BY u.received_at DESC, u.sid DESC LIMIT 1
-        """,
-        [sid],
-    ).fetchall()
-    return str(row[0][0]) if row else None
 
 
 def _side(cur: duckdb.DuckDBPyConnection, sid: int) -> RunSide:

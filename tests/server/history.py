@@ -53,10 +53,12 @@ def run_records(
     partial: bool = False,
     finish: bool = True,
     duration: float | None = None,
+    **run: Any,
 ) -> tuple[str, list[Any]]:
     """The records of run ``number`` (started T0 + n hours) and its id: ``results``
     are `wire.TestResult` fields (``nodeid`` and ``outcome`` at least), stored in this
-    order. Runs written together in one batch keep their order (by session)."""
+    order; ``run``: more `wire.RunStart` fields. Runs written together in one batch keep
+    their order (by session)."""
     maker = RecordMaker()
     start = T0 + number * 3600
     records: list[Any] = [
@@ -68,6 +70,7 @@ def run_records(
             commit=commit or f"c{number:04d}",
             partial=partial,
             timestamp=start,
+            **run,
         ),
     ]
     at = start

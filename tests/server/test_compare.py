@@ -10,7 +10,8 @@ import pytest
 from litestar.testing import TestClient
 
 from datacat_server.app import create_app
-from datacat_server.queries.compare import compare_runs, previous_run
+from datacat_server.queries.base import base_run
+from datacat_server.queries.compare import compare_runs
 from datacat_server.settings import Settings
 from datacat_server.store import Store
 from tests.server.history import write_runs
@@ -221,12 +222,12 @@ def test_the_default_base_is_the_run_before_on_the_same_branch(store: Store) -> 
         ],
     )
     cur = store.reader()
-    assert previous_run(cur, ids[3]) == ids[0]  # not the feature branch, not a partial run
-    assert previous_run(cur, ids[2]) == ids[0]  # a partial run may compare with any
-    assert previous_run(cur, ids[1]) is None
-    assert previous_run(cur, ids[0]) is None
-    assert previous_run(cur, ids[4]) is None
-    assert previous_run(cur, "nope") is None
+    assert base_run(cur, ids[3]) == ids[0]  # not the feature branch, not a partial run
+    assert base_run(cur, ids[2]) == ids[0]  # a partial run may compare with any
+    assert base_run(cur, ids[1]) is None
+    assert base_run(cur, ids[0]) is None
+    assert base_run(cur, ids[4]) is None
+    assert base_run(cur, "nope") is None
 
 
 # -- API and page ---------------------------------------------------------------------
@@ -344,3 +345,29 @@ def test_the_page_escapes_what_tests_and_runs_carry(client: TestClient[Any]) -> 
     assert "<script>alert(1)" not in body
     assert "<img src=x" not in body
     assert "<b>br</b>" not in body
+
+
+def test_a_pull_request_is_compared_with_the_target_branch_on_its_merge_base(
+    store: Store,
+) -> None:
+    ids = write_runs(
+        store,
+        [
+            ([passed("t.py::a")], {"project": "p", "commit": "m1"}),
+            ([passed("t.py::a")], {"project": "p", "commit": "m2"}),
+            ([passed("t.py::a")], {"project": "p", "branch": "feature", "commit": "f1"}),
+            (
+                [passed("t.py::a")],
+                {
+                    "project": "p",
+                    "branch": "feature",
+                    "commit": "f2",
+                    "base_branch": "main",
+                    "base_commit": "m1",
+                },
+            ),
+        ],
+    )
+    cur = store.reader()
+    assert base_run(cur, ids[3]) == ids[0]  # main on the merge base, not feature's f1
+    assert base_run(cur, ids[2]) is None  # a feature run that names no target
