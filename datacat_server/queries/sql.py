@@ -296,6 +296,8 @@ def run_readonly(
     check_statement(sql, cursor)
     timer = threading.Timer(timeout, cursor.interrupt)
     started = time.perf_counter()
+    # Not store.transactions.transaction: importing the store package would load the
+    # writer and pyarrow into every SQL worker, which runs under an address-space limit.
     cursor.execute("BEGIN TRANSACTION READ ONLY")
     try:
         timer.start()

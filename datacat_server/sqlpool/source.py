@@ -27,6 +27,7 @@ import duckdb
 
 from datacat_server.store.database import Database
 from datacat_server.store.schema import view_statements
+from datacat_server.store.transactions import transaction
 
 __all__ = ["SnapshotSource", "View", "ViewSource", "make_snapshot"]
 
@@ -115,8 +116,7 @@ def make_snapshot(
     literal = "'" + str(path).replace("'", "''") + "'"
     cursor.execute(f"ATTACH {literal} AS {alias}")
     try:
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(cursor):
             for table in tables:
                 name = _ident(table)
                 cursor.execute(f"CREATE TABLE {alias}.{name} AS FROM {main}.{name}")
@@ -126,11 +126,6 @@ def make_snapshot(
                     cursor.execute(statement)
             finally:
                 cursor.execute(f"USE {main}")
-            cursor.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                cursor.execute("ROLLBACK")
-            raise
     finally:
         cursor.execute(f"DETACH {alias}")
     return CopyCost(wall=time.perf_counter() - started, cpu=_cpu() - cpu)
