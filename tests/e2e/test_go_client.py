@@ -209,7 +209,7 @@ def test_the_go_example_stores_what_it_logged_and_a_retried_batch_once(
 
     [hang] = events_named(live, "application_appears_hung")
     assert hang["timeout"] == 0.3
-    assert hang["seconds_since_heartbeat"] > 0.3
+    assert hang["seconds_since_heartbeat"] >= 0.3  # past it, then rounded to the millisecond
     stacks = "".join("".join(thread["stack"]) for thread in hang["threads"])
     assert "main.liveSession" in stacks  # the stalled main goroutine
     [recovered] = events_named(live, "application_recovered")
