@@ -13,7 +13,7 @@ from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.failures import FailureCluster, failure_clusters
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["FailurePages", "FailuresPage"]
 
@@ -33,7 +33,9 @@ class FailurePages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:failures")
-    def failures(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def failures(
+        self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]
+    ) -> Template:
         cur = store.reader()
         window = read_window(QueryReader(request.query_params), cur)
         page = FailuresPage(window, failure_clusters(cur, window.window(cur), limit=LIMIT))

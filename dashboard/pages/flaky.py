@@ -13,7 +13,7 @@ from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["FlakyPage", "FlakyPages"]
 
@@ -33,7 +33,7 @@ class FlakyPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:flaky")
-    def flaky(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def flaky(self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]) -> Template:
         cur = store.reader()
         window = read_window(QueryReader(request.query_params), cur)
         page = FlakyPage(window, flaky_tests(cur, window.window(cur), limit=LIMIT))

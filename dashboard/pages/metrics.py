@@ -21,7 +21,7 @@ from datacat_server.queries.metrics import (
     state_paths,
 )
 from datacat_server.queries.state_filter import FILTERS
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["MetricPages", "MetricsFilters", "MetricsPage"]
 
@@ -90,7 +90,9 @@ class MetricPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:metrics")
-    def metrics(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def metrics(
+        self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]
+    ) -> Template:
         cur = store.reader()
         names = metric_names(cur)
         filters = MetricsFilters.read(QueryReader(request.query_params), names)

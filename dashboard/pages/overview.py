@@ -15,7 +15,7 @@ from dashboard._params import QueryReader
 from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_server.queries.overview import Overview, overview
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["OverviewPage", "OverviewPages"]
 
@@ -39,7 +39,9 @@ class OverviewPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:overview")
-    def overview(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def overview(
+        self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]
+    ) -> Template:
         cur = store.reader()
         window = read_window(QueryReader(request.query_params), cur, default_runs=50)
         data = overview(cur, window.project, runs=window.runs)

@@ -29,7 +29,7 @@ from datacat_server.queries.runs import (
     run_tests,
 )
 from datacat_server.queries.window import projects
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["RUN_OUTCOMES", "RunPage", "RunPages", "RunTestFilters", "RunsFilters", "RunsPage"]
 
@@ -132,7 +132,7 @@ class RunPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:runs")
-    def runs(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def runs(self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]) -> Template:
         filters = RunsFilters.read(QueryReader(request.query_params))
         cur = store.reader()
         chosen = {"project": filters.project, "branch": filters.branch, "outcome": filters.outcome}
@@ -149,7 +149,7 @@ class RunPages(Controller):
     def run(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         run_id: FromPath[str],
     ) -> Template:
         filters = RunTestFilters.read(QueryReader(request.query_params))

@@ -28,7 +28,7 @@ from datacat_server.queries.sessions import (
     session_view,
     state_history,
 )
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["MetricChart", "SessionPage", "SessionPages", "SessionsFilters", "SessionsPage"]
 
@@ -154,7 +154,9 @@ class SessionPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:sessions")
-    def sessions(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def sessions(
+        self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]
+    ) -> Template:
         filters = SessionsFilters.read(QueryReader(request.query_params))
         cur = store.reader()
         found = list_sessions(
@@ -175,7 +177,7 @@ class SessionPages(Controller):
     def session(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         session_id: FromPath[str],
     ) -> Template:
         cur = store.reader()

@@ -19,7 +19,7 @@ from datacat_server.queries.slow import (
     regressions,
     slow_tests,
 )
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["SlowPage", "SlowPages"]
 
@@ -49,7 +49,7 @@ class SlowPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:slow")
-    def slow(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def slow(self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]) -> Template:
         query = QueryReader(request.query_params)
         order = query.choice("order", ORDERS, "p95") or "p95"
         threshold = query.number("threshold", 1.5, lo=1.01, hi=1000.0)

@@ -24,7 +24,7 @@ from dashboard._render import render
 from datacat_server.queries.schema_info import EXAMPLE_QUERIES, Relation, describe_store
 from datacat_server.queries.sql import SqlRefused
 from datacat_server.sqlpool.pool import SqlBusyError, SqlPool, SqlUnavailableError
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["SqlForm", "SqlPage", "SqlPages", "SqlTable"]
 
@@ -73,7 +73,7 @@ class SqlPage:
     examples: list[tuple[str, str]]
 
 
-def _relations(state: State, store: Store) -> list[Relation]:
+def _relations(state: State, store: StoreBase) -> list[Relation]:
     # Tables and views change only when the server starts (migrations): read them once.
     relations: list[Relation] | None = getattr(state, "sql_relations", None)
     if relations is None:
@@ -82,7 +82,9 @@ def _relations(state: State, store: Store) -> list[Relation]:
     return relations
 
 
-async def _run(request: Request[Any, Any, Any], state: State, store: Store, sql: str) -> Template:
+async def _run(
+    request: Request[Any, Any, Any], state: State, store: StoreBase, sql: str
+) -> Template:
     result, error, status = None, None, 200
     headers: dict[str, str] = {}
     if sql.strip():
@@ -120,7 +122,7 @@ class SqlPages(Controller):
 
     @get("/", name="dashboard:sql")
     async def console(
-        self, request: Request[Any, Any, Any], state: State, store: NamedDependency[Store]
+        self, request: Request[Any, Any, Any], state: State, store: NamedDependency[StoreBase]
     ) -> Template:
         """The console; ``?q=`` runs a query (a bookmarkable result)."""
         sql = QueryReader(request.query_params).text("q") or ""
@@ -132,7 +134,7 @@ class SqlPages(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         data: URLEncodedBody[SqlForm],
     ) -> Template:
         """The console's Run button (htmx swaps the result in; a plain post gets the page)."""

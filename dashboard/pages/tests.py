@@ -17,7 +17,7 @@ from dashboard._render import render
 from dashboard._window import WindowFilters, read_window
 from datacat_client.wire import OUTCOMES
 from datacat_server.queries.history import HistoryPoint, TestHistory, test_history
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["TestHistoryPage", "TestPages"]
 
@@ -47,7 +47,9 @@ class TestPages(Controller):
     include_in_schema = False
 
     @get("/", sync_to_thread=True, name="dashboard:test")
-    def history(self, request: Request[Any, Any, Any], store: NamedDependency[Store]) -> Template:
+    def history(
+        self, request: Request[Any, Any, Any], store: NamedDependency[StoreBase]
+    ) -> Template:
         query = QueryReader(request.query_params)
         nodeid = query.text("nodeid")
         if nodeid is None:

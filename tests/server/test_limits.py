@@ -282,7 +282,7 @@ def test_every_field_of_a_run_is_bounded(
     default: Client, kind: str, fields: dict[str, Any], needle: str
 ) -> None:
     """One huge value (5 MB of python_version) once made every runs page 13 MB."""
-    maker, sid = _session(default)
+    _maker, sid = _session(default)
     record = {"kind": kind, "session_id": sid, "seq": 10**6, "timestamp": 1.0, **fields}
     answer = default.post(
         "/api/ingest", content=msgspec.json.encode({"records": [record]}), headers=JSON_HEADERS
