@@ -70,6 +70,7 @@ def _result(session: str, seq: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.timeout(600)
 def test_batches_of_one_session_go_to_two_servers_one_dies_after_its_commit(
     tmp_path: Path, lake_spec: LakeSpec
 ) -> None:
@@ -134,9 +135,17 @@ def cluster(tmp_path: Path, lake_spec: LakeSpec) -> Iterator[tuple[HAProxy, list
     servers = [lake_server(tmp_path, lake_spec, f"s{i}") for i in range(3)]
     proxy: HAProxy | None = None
     try:
-        # One at a time: the first sets the lake up, the others find it ready.
+        # The first sets the lake up; the others start together and find it ready.
+        servers[0].start(timeout=180)
+        starting = [
+            threading.Thread(target=server.start, kwargs={"timeout": 180}) for server in servers[1:]
+        ]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join(200)
         for server in servers:
-            server.start(timeout=180)
+            server.wait_healthy(10)
         proxy = HAProxy(
             {f"s{i}": s.port for i, s in enumerate(servers)}, check_interval=0.5
         ).start()
@@ -221,6 +230,7 @@ def _client_session(url: str, number: int, ids: list[str]) -> None:
     session.close(timeout=180.0)
 
 
+@pytest.mark.timeout(900)
 def test_three_servers_behind_haproxy_lose_nothing_while_killed_in_turn(
     tmp_path: Path, cluster: tuple[HAProxy, list[ServerProcess]]
 ) -> None:
