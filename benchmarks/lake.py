@@ -15,6 +15,12 @@ in one run:
 - ``sessions``: two servers updating ``sessions`` in the lake (different rows, the same
   row, and the writer's shape: results plus a session update in one transaction), and
   the same with ``sessions`` in a plain PostgreSQL table beside the catalog.
+- ``servers``: real ``datacat serve`` processes: ingest through the HTTP API into the
+  embedded file and into the lake with 1, 2 and 3 servers (results/s, the batch's
+  answer time p50/p95, which comes after the commit, and the servers' CPU ms per 1,000
+  results, read from ``/proc``), the servers a load of 100M results a day needs from
+  that CPU cost, and failover: three lake servers behind HAProxy, one SIGKILLed while
+  clients send, the time until batches are acknowledged again.
 
 Run in the lake environment (``.venv-lake``, ``pip install -e '.[dev,lake]'``)::
 
@@ -814,9 +820,226 @@ def measure_pg_authority(lab: Lab, rounds: int = 500) -> dict[str, Any]:
     return out
 
 
+# -- real servers -------------------------------------------------------------------------
+
+
+def _cpu_ms(pid: int) -> float:
+    """User + system CPU of a process, in ms (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _batches(session: str, count: int, size: int) -> list[bytes]:
+    """``count`` format-2 batches of ``size`` results of one session, encoded."""
+    import msgspec
+
+    now = time.time()
+    out = []
+    for number in range(count):
+        first = 1 + number * size
+        out.append(
+            msgspec.json.encode(
+                {
+                    "results": [
+                        {
+                            "session_id": session,
+                            "seq": list(range(first, first + size)),
+                            "nodeid": [f"tests/test_b.py::test_{i % 2000}" for i in range(size)],
+                            "outcome": ["failed" if i % 50 == 0 else "passed" for i in range(size)],
+                            "timestamp": [now] * size,
+                            "call_duration": [0.01] * size,
+                        }
+                    ],
+                    "records": (
+                        [
+                            {
+                                "kind": "session_start",
+                                "session_id": session,
+                                "seq": 0,
+                                "timestamp": now,
+                                "product": "bench",
+                            }
+                        ]
+                        if number == 0
+                        else []
+                    ),
+                }
+            )
+        )
+    return out
+
+
+def _send(urls: list[str], batches: list[bytes], until: float, latencies: list[float]) -> int:
+    """Post the batches in order, to the servers in turn, until ``until``; results sent."""
+    import httpx
+
+    sent = 0
+    with httpx.Client(timeout=60) as client:
+        for number, body in enumerate(batches):
+            if time.monotonic() > until and number > 0:
+                break
+            url = urls[number % len(urls)]
+            started = time.perf_counter()
+            answer = client.post(
+                f"{url}/api/ingest/v2", content=body, headers={"content-type": "application/json"}
+            )
+            latencies.append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{url}: {answer.status_code} {answer.text[:200]}")
+            sent += int(answer.json()["accepted"])
+    return sent
+
+
+def _ingest_through(
+    urls: list[str], pids: list[int], seconds: float, clients: int = 4, size: int = 1_000
+) -> dict[str, Any]:
+    import threading
+
+    batches = [_batches(str(uuid.uuid4()), 400, size) for _ in range(clients)]
+    latencies: list[float] = []
+    totals = [0] * clients
+    cpu_before = sum(_cpu_ms(pid) for pid in pids)
+    started = time.monotonic()
+    until = started + seconds
+
+    def client(index: int) -> None:
+        totals[index] = _send(urls, batches[index], until, latencies)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    cpu = sum(_cpu_ms(pid) for pid in pids) - cpu_before
+    stored = sum(totals)
+    out = {
+        "servers": len(urls),
+        "results": stored,
+        "results_per_s": round(stored / wall),
+        **{k: v for k, v in summary(latencies).items() if k in ("p50_ms", "p95_ms")},
+        "server_cpu_ms_per_1000": round(cpu / stored * 1000, 1),
+    }
+    print(out, flush=True)
+    return out
+
+
+def measure_servers(lab: Lab, seconds: float) -> dict[str, Any]:
+    """Ingest through 1, 2, 3 lake servers and the embedded file; then failover."""
+    from tests.support.server import ServerProcess
+
+    work = Path(tempfile.mkdtemp(prefix="datacat-bench-servers-"))
+    out: dict[str, Any] = {"load_before": os.getloadavg()}
+    file_server = ServerProcess(work / "file.duckdb").start(timeout=120)
+    try:
+        assert file_server.proc is not None
+        out["file"] = _ingest_through([file_server.url], [file_server.proc.pid], seconds)
+    finally:
+        file_server.stop()
+    for count in (1, 2, 3):
+        env = _lake_env(lab.lake())
+        servers = [ServerProcess(work / f"lake{count}-{i}.duckdb", env=env) for i in range(count)]
+        try:
+            for server in servers:
+                server.start(timeout=180)
+            pids = [s.proc.pid for s in servers if s.proc is not None]
+            out[f"lake_{count}"] = _ingest_through([s.url for s in servers], pids, seconds)
+        finally:
+            for server in servers:
+                server.stop()
+    one = out["lake_1"]["server_cpu_ms_per_1000"]
+    out["servers_needed"] = {
+        label: max(1, -(-rate * one // 1_000_000))
+        for label, rate in (("average_1200_per_s", 1_200), ("burst_50000_per_s", 50_000))
+    }
+    out["failover"] = measure_failover(lab, work)
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+def _lake_env(lake: LakeSettings) -> dict[str, str]:
+    return {
+        "DATACAT_STORE": "lake",
+        "DATACAT_LAKE_CATALOG": lake.catalog,
+        "DATACAT_LAKE_DATA_PATH": lake.data_path,
+        "DATACAT_S3_ENDPOINT": lake.s3_endpoint or "",
+        "DATACAT_S3_KEY_ID": lake.s3_key_id or "",
+        "DATACAT_S3_SECRET": lake.s3_secret or "",
+        "DATACAT_S3_URL_STYLE": "path",
+        "DATACAT_S3_USE_SSL": "false",
+        "DATACAT_DUCKDB_EXTENSION_DIR": str(EXT_DIR),
+    }
+
+
+def measure_failover(lab: Lab, work: Path, rounds: int = 3) -> dict[str, Any]:
+    """Three lake servers behind HAProxy; a client sends 100-result batches without
+    pause; one server is SIGKILLed: how long until a batch is acknowledged again, and
+    the longest any batch waited around the kill."""
+    import httpx
+
+    from tests.support.lake import HAProxy
+    from tests.support.server import ServerProcess
+
+    env = _lake_env(lab.lake())
+    servers = [ServerProcess(work / f"fail-{i}.duckdb", env=env) for i in range(3)]
+    proxy = None
+    found: list[dict[str, float]] = []
+    try:
+        for server in servers:
+            server.start(timeout=180)
+        proxy = HAProxy({f"s{i}": s.port for i, s in enumerate(servers)}, check_interval=0.5)
+        proxy.start()
+        for round_ in range(rounds):
+            session = str(uuid.uuid4())
+            batches = _batches(session, 2_000, 100)
+            acks: list[tuple[float, float]] = []
+            victim = servers[round_ % 3]
+            killed_at = 0.0
+            with httpx.Client(timeout=60) as client:
+                for number, body in enumerate(batches):
+                    if number == 20:
+                        killed_at = time.monotonic()
+                        victim.kill()
+                    started = time.monotonic()
+                    answer = client.post(
+                        f"{proxy.url}/api/ingest/v2",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                    )
+                    while answer.status_code != 200:  # a 502/503: the client retries
+                        time.sleep(0.05)
+                        answer = client.post(
+                            f"{proxy.url}/api/ingest/v2",
+                            content=body,
+                            headers={"content-type": "application/json"},
+                        )
+                    acks.append((started, time.monotonic()))
+                    if killed_at and time.monotonic() - killed_at > 5:
+                        break
+            after = [done for _, done in acks if done > killed_at]
+            waited = [done - start for start, done in acks if done > killed_at]
+            found.append(
+                {
+                    "first_ack_after_kill_ms": round((min(after) - killed_at) * 1000, 1),
+                    "longest_batch_around_kill_ms": round(max(waited) * 1000, 1),
+                }
+            )
+            print(found[-1], flush=True)
+            victim.start(timeout=180)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for server in servers:
+            server.stop()
+    return {"rounds": found}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ingest", "once", "sessions", "retention", "pg", "all"])
+    parser.add_argument(
+        "what", choices=["ingest", "once", "sessions", "retention", "pg", "servers", "all"]
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -836,6 +1059,8 @@ def main() -> None:
             results["sessions"] = measure_sessions(lab, args.seconds)
         if args.what in ("retention", "all"):
             results["retention"] = measure_retention(lab, args.seconds)
+        if args.what in ("servers", "all"):
+            results["servers"] = measure_servers(lab, args.seconds)
     finally:
         lab.close()
     if args.json:

@@ -41,7 +41,7 @@ from datacat_server.errors import DatacatServerError
 from datacat_server.ratelimit import RateLimitMiddleware, TokenBuckets
 from datacat_server.settings import Settings
 from datacat_server.sqlpool.pool import open_sql_pool
-from datacat_server.store import Store, open_store, quarantine
+from datacat_server.store import StoreBase, open_store, quarantine
 from datacat_server.store.retention import RetentionPolicy
 from datacat_server.telemetry import Telemetry
 
@@ -53,7 +53,7 @@ log = logging.getLogger("datacat")
 def create_app(
     settings: Settings | None = None,
     *,
-    store: Store | None = None,
+    store: StoreBase | None = None,
     tokens: TokenSet | None = None,
 ) -> Litestar:
     """Build the DataCat server.
@@ -154,27 +154,31 @@ def _api_docs() -> SwaggerRenderPlugin:
     )
 
 
-async def _retain(store: Store, policy: RetentionPolicy, interval: float) -> None:
-    """Apply the retention policy now and every ``interval`` seconds."""
+async def _retain(store: StoreBase, policy: RetentionPolicy, interval: float) -> None:
+    """Apply the retention policy now and every ``interval`` seconds (on a lake: on the
+    server that leads its background work)."""
     while True:
         try:
-            result = await asyncio.to_thread(store.apply_retention, policy)
-            if result.sessions:
-                log.info("retention deleted %d sessions", result.sessions)
+            if store.leads():
+                result = await asyncio.to_thread(store.apply_retention, policy)
+                if result.sessions:
+                    log.info("retention deleted %d sessions", result.sessions)
         except Exception:
             log.exception("retention failed")
         await asyncio.sleep(interval)
 
 
-def _flaky_of_auto_projects(store: Store) -> dict[str, list[str]]:
+def _flaky_of_auto_projects(store: StoreBase) -> dict[str, list[str]]:
     return quarantine.flaky_of_auto_projects(store.reader())
 
 
-async def _keep_quarantine(store: Store, interval: float) -> None:
+async def _keep_quarantine(store: StoreBase, interval: float) -> None:
     """Every ``interval`` seconds, quarantine the flaky tests of projects that asked for
     it, and release those that passed enough times in a row."""
     while True:
         await asyncio.sleep(interval)
+        if not store.leads():
+            continue
         try:
             # The worker thread's own cursor: `store.reader()` is per thread.
             flaky = await asyncio.to_thread(_flaky_of_auto_projects, store)

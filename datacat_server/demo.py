@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from datacat_server.store import Store
+    from datacat_server.store import StoreBase
 
 __all__ = ["run_demo"]
 
@@ -107,7 +107,7 @@ def _run_examples(examples: Path, url: str, spool: Path) -> None:
             )
 
 
-def _stored_runs(store: Store) -> int:
+def _stored_runs(store: StoreBase) -> int:
     rows = store.reader().execute("SELECT count(*) FROM runs").fetchall()
     return int(rows[0][0])
 

@@ -8,8 +8,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datacat_server.limits import Limits
+
+if TYPE_CHECKING:
+    from datacat_server.store.lake.connect import LakeSettings
 
 __all__ = [
     "DEFAULT_HEAD_TIMEOUT",
@@ -79,6 +83,12 @@ class Settings:
     """Everything the app factory needs. Nothing reads the environment at import."""
 
     db_path: Path = Path("datacat.duckdb")
+    #: Where the data lives, when not ``db_path``: a ``.duckdb`` file, or ``lake`` for a
+    #: DuckLake shared by many servers (its catalog and data path come from
+    #: ``DATACAT_LAKE_CATALOG`` and ``DATACAT_LAKE_DATA_PATH``, S3 from ``DATACAT_S3_*``:
+    #: `datacat_server.store.lake.LakeSettings.from_env`), or ``ducklake:<catalog>`` with
+    #: the catalog's PostgreSQL connection string given here.
+    store: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     #: A session that declared a heartbeat interval and stays silent for longer than
@@ -181,6 +191,20 @@ class Settings:
             )
 
     @property
+    def lake(self) -> LakeSettings | None:
+        """The lake `store` names (from the environment, read when asked), or None for a
+        file."""
+        from datacat_server.store.lake.connect import LakeSettings
+
+        value = self.store.strip()
+        if not value or not (value == "lake" or value.startswith("ducklake:")):
+            return None
+        env = dict(os.environ)
+        if value.startswith("ducklake:"):
+            env["DATACAT_LAKE_CATALOG"] = value.removeprefix("ducklake:").removeprefix("postgres:")
+        return LakeSettings.from_env(env)
+
+    @property
     def limits(self) -> Limits:
         """The per-record limits, as the API checks them."""
         return Limits(
@@ -209,6 +233,10 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "db_path" in values:
             values["db_path"] = Path(str(values["db_path"]))
+        store = str(values.get("store") or "").strip()
+        if store and store != "lake" and not store.startswith("ducklake:"):
+            # A file given as the store is the database path (`--db` keeps working).
+            values["db_path"], values["store"] = Path(store), ""
         if values.get("sql_snapshot_dir") is not None:
             values["sql_snapshot_dir"] = Path(str(values["sql_snapshot_dir"]))
         return cls(**values)  # type: ignore[arg-type]

@@ -48,7 +48,7 @@ from datacat_server.queries.latest import BranchRun, flaky_counts, latest_runs
 if TYPE_CHECKING:
     from litestar.types import Message, Scope
 
-    from datacat_server.store import Store
+    from datacat_server.store import StoreBase
 
 __all__ = [
     "DEFAULT_BRANCHES",
@@ -145,7 +145,7 @@ class Telemetry:
             buckets=COMMIT_BUCKETS,
             registry=self.registry,
         )
-        self._store: Store | None = None
+        self._store: StoreBase | None = None
         self.registry.register(_StoreCollector(self))
         self.gauges = _ProjectCollector(
             self,
@@ -159,15 +159,15 @@ class Telemetry:
     # -- the store ---------------------------------------------------------------------
 
     @property
-    def store(self) -> Store | None:
+    def store(self) -> StoreBase | None:
         return self._store
 
-    def attach(self, store: Store) -> None:
+    def attach(self, store: StoreBase) -> None:
         """Observe this store's writer and read it when scraped (the app's lifespan)."""
         self._store = store
         store.writer.observer = self.on_commit
 
-    def detach(self, store: Store) -> None:
+    def detach(self, store: StoreBase) -> None:
         if store.writer.observer == self.on_commit:
             store.writer.observer = None
         if self._store is store:
@@ -232,7 +232,7 @@ class _StoreCollector(Collector):
         store = self._telemetry.store
         if store is None:
             return []
-        return self._families(store.writer.pending, _file_sizes(store.db.path))
+        return self._families(store.writer.pending, _file_sizes(store.files()))
 
     @staticmethod
     def _families(
@@ -253,8 +253,16 @@ class _StoreCollector(Collector):
         return [queue, size]
 
 
-def _file_sizes(path: Path) -> list[tuple[str, int]]:
-    """The database file's size and its WAL's (0 when there is none, after a checkpoint)."""
+def _file_sizes(paths: Sequence[Path]) -> list[tuple[str, int]]:
+    """The database file's size and its WAL's (0 when there is none, after a checkpoint);
+    nothing for a store without local files (a lake)."""
+    sizes: list[tuple[str, int]] = []
+    for path in paths[:1]:
+        sizes += _sizes_of(path)
+    return sizes
+
+
+def _sizes_of(path: Path) -> list[tuple[str, int]]:
     sizes = []
     for name, file in (("database", path), ("wal", path.with_name(path.name + ".wal"))):
         try:
@@ -318,7 +326,7 @@ class _ProjectCollector(Collector):
             took.add_metric([], seconds)
         return took
 
-    def _read(self, store: Store) -> list[Metric]:
+    def _read(self, store: StoreBase) -> list[Metric]:
         cur = store.reader()
         try:
             names = [name for name, _ in window.projects(cur)[: self.projects]]

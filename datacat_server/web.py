@@ -27,7 +27,7 @@ from datacat_server.auth import COOKIE, Scope, TokenSet, identity_of
 from datacat_server.errors import InvalidInputError
 from datacat_server.queries.sql import SqlRefused
 from datacat_server.sqlpool.pool import SqlAnswer, SqlBusyError, SqlPool, SqlUnavailableError
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = [
     "COOKIE",
@@ -53,7 +53,7 @@ Cursor: TypeAlias = duckdb.DuckDBPyConnection
 def read_cursor(request: Request[Any, Any, Any]) -> Cursor:
     """The calling thread's read cursor of the server's store (call it in the thread
     that reads: a cursor is never shared between threads)."""
-    store: Store = request.app.state.store
+    store: StoreBase = request.app.state.store
     return store.reader()
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from datacat_server.store import Store, StoreBase
+from tests.support.lake import lake_spec, postgres, require_lake_extensions, s3
 from tests.support.server import ServerProcess
+
+# The lake's fixtures (PostgreSQL, moto S3), for the lake suite and the suites that run
+# on both stores (`any_store`).
+__all__ = ["lake_spec", "postgres", "s3"]
 
 
 @pytest.fixture
@@ -37,3 +43,24 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["file", pytest.param("lake", marks=[pytest.mark.lake, pytest.mark.slow])])
+def any_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[StoreBase]:
+    """The embedded file store, then the lake store (PostgreSQL 15 catalog, moto S3):
+    a suite that takes this runs on both. The lake variant runs in the lake
+    environment and skips elsewhere, saying so (`tests/support/lake.py`)."""
+    opened: StoreBase
+    if request.param == "file":
+        opened = Store(db_path, soft_flush_interval=0.05)
+    else:
+        require_lake_extensions()
+        from datacat_server.store.lake import LakeSettings
+        from datacat_server.store.lake.store import LakeStore
+
+        spec = request.getfixturevalue("lake_spec")
+        opened = LakeStore(LakeSettings.from_env(spec.env()), soft_flush_interval=0.05)
+    try:
+        yield opened
+    finally:
+        opened.close()

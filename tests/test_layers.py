@@ -55,6 +55,7 @@ RULES = {
                 "multipart",
                 "prometheus_client",
                 "jiter",
+                "psycopg",
             }
         ),
         frozenset({"datacat_client.wire", "datacat_client", "dashboard"}),
@@ -108,6 +109,8 @@ def problems(module: str, source: str) -> list[str]:
         if top not in OURS:
             if top not in rule.libraries:
                 found.append(f"{module} imports {target} (a library {package} may not use)")
+            elif top == "psycopg" and not _within(module, "datacat_server.store.lake"):
+                found.append(f"{module} imports {target} (only the lake store talks to PostgreSQL)")
             continue
         allowed = next(
             (o for o in sorted(rule.ours, key=len, reverse=True) if _within(target, o)), None
@@ -167,6 +170,10 @@ def test_the_checker_sees_what_breaks_a_rule() -> None:
     ]
     assert problems("datacat_server.app", "from dashboard._mount import NAV") != []
     assert problems("datacat_server.api.x", "from datacat_client import DatacatClient") != []
+    assert problems("datacat_server.queries.x", "import psycopg") == [
+        "datacat_server.queries.x imports psycopg (only the lake store talks to PostgreSQL)"
+    ]
+    assert problems("datacat_server.store.lake.x", "import psycopg") == []
     # what is allowed passes
     assert problems("datacat_server.commands.x", "from datacat_client import DatacatClient") == []
     assert problems("datacat_server.api.x", "from datacat_client import wire") == []

@@ -11,7 +11,7 @@ from litestar.params import JSONBody
 
 from datacat_server.errors import InvalidInputError
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 from datacat_server.store.retention import RetentionPolicy, RetentionResult
 
 __all__ = ["AdminController"]
@@ -40,7 +40,7 @@ class AdminController(Controller):
     def retention(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         data: JSONBody[RetentionRequest | None] = None,
     ) -> RetentionResult:

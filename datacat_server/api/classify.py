@@ -8,7 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from datacat_server.queries.classify import RunClassification, classify_run
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["ClassificationController"]
 
@@ -27,7 +27,7 @@ class ClassificationController(Controller):
         raises=[NotFoundException],
     )
     def classification(
-        self, store: NamedDependency[Store], run_id: FromPath[str]
+        self, store: NamedDependency[StoreBase], run_id: FromPath[str]
     ) -> RunClassification:
         found = classify_run(store.reader(), run_id)
         if found is None:

@@ -6,13 +6,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["DEPENDENCIES"]
 
 
-def _store(state: State) -> Store:
-    store: Store = state.store
+def _store(state: State) -> StoreBase:
+    store: StoreBase = state.store
     return store
 
 

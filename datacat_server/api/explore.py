@@ -19,7 +19,7 @@ from datacat_server.queries.sessions import (
     state_history,
 )
 from datacat_server.queries.state_filter import FILTERS
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["MetricController", "SessionQueries"]
 
@@ -37,7 +37,7 @@ class SessionQueries(Controller):
     def index(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         status: Annotated[
             str | None, QueryParameter(pattern="^(running|ended|hung|crashed)$")
         ] = None,
@@ -62,7 +62,9 @@ class SessionQueries(Controller):
         )
 
     @get("/{session_id:str}/state-history", sync_to_thread=True, summary="Every state patch")
-    def history(self, store: NamedDependency[Store], session_id: FromPath[str]) -> list[StatePatch]:
+    def history(
+        self, store: NamedDependency[StoreBase], session_id: FromPath[str]
+    ) -> list[StatePatch]:
         cur = store.reader()
         if session_row(cur, session_id) is None:
             raise NotFoundException(f"unknown session: {session_id}")
@@ -74,7 +76,7 @@ class MetricController(Controller):
     tags = ("metrics",)
 
     @get("/names", sync_to_thread=True, summary="Every metric name in the store")
-    def names(self, store: NamedDependency[Store]) -> list[str]:
+    def names(self, store: NamedDependency[StoreBase]) -> list[str]:
         return metric_names(store.reader())
 
     @get(
@@ -91,7 +93,7 @@ class MetricController(Controller):
     def series(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         name: Annotated[str, QueryParameter(min_length=1)],
         aggregation: Annotated[
             str, QueryParameter(pattern=f"^({'|'.join(AGGREGATIONS)})$")

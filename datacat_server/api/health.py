@@ -7,7 +7,7 @@ from litestar import Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["Health", "SqlHealth", "health"]
 
@@ -49,7 +49,7 @@ class Health(msgspec.Struct, omit_defaults=True):
     tags=["health"],
     opt={"public": True},
 )
-async def health(store: NamedDependency[Store], state: State) -> Response[Health]:
+async def health(store: NamedDependency[StoreBase], state: State) -> Response[Health]:
     pool = getattr(state, "sql", None)
     sql = msgspec.convert(pool.describe(), SqlHealth) if pool is not None else None
     failing = store.health

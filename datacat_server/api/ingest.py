@@ -21,7 +21,7 @@ from datacat_server.api.validation import normalize_session_ids
 from datacat_server.errors import InvalidInputError
 from datacat_server.limits import check_records, check_result_columns
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["IngestController"]
 
@@ -33,7 +33,7 @@ _SEMANTICS = (
 
 
 async def _store(
-    store: Store, settings: Settings, records: list[wire.Record], blocks: Sequence[Any] = ()
+    store: StoreBase, settings: Settings, records: list[wire.Record], blocks: Sequence[Any] = ()
 ) -> wire.BatchAck:
     size = len(records) + sum(len(block.seq) for block in blocks)
     if size > settings.max_batch_records:
@@ -58,13 +58,13 @@ class IngestController(Controller):
         "/",
         status_code=200,
         request_class=BatchRequest,
-        summary="Store a batch of records (format 1: one record at a time)",
+        summary="StoreBase a batch of records (format 1: one record at a time)",
         description="Records of one or more sessions, each with the session id and a"
         f" per-session sequence number. {_SEMANTICS}",
     )
     async def ingest(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         data: JSONBody[wire.Batch],
     ) -> wire.BatchAck:
@@ -74,14 +74,14 @@ class IngestController(Controller):
         "/v2",
         status_code=200,
         request_class=ColumnarBatchRequest,
-        summary="Store a batch of records (format 2: test results as columns)",
+        summary="StoreBase a batch of records (format 2: test results as columns)",
         description="`results`: blocks of one session's test results, one list per field"
         " of a test result (all of one length; a field left out holds its default);"
         f" `records`: any other record, as in format 1, applied first. {_SEMANTICS}",
     )
     async def ingest_columns(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         data: JSONBody[wire.ColumnarBatch],  # type: ignore[valid-type]
     ) -> wire.BatchAck:

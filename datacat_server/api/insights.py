@@ -29,7 +29,7 @@ from datacat_server.queries.slow import SlowTest, slow_tests
 from datacat_server.queries.test_history import TestHistory, test_history
 from datacat_server.queries.trend import SuiteRun, suite_trend
 from datacat_server.queries.window import asked_window, default_project, projects
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["InsightController"]
 
@@ -51,12 +51,12 @@ class InsightController(Controller):
     tags = ("insights",)
 
     @get("/projects", sync_to_thread=True, summary="Projects and their branches")
-    def projects(self, store: NamedDependency[Store]) -> list[ProjectInfo]:
+    def projects(self, store: NamedDependency[StoreBase]) -> list[ProjectInfo]:
         return [ProjectInfo(name, branches) for name, branches in projects(store.reader())]
 
     @get("/overview", sync_to_thread=True, summary="Recent and live runs, problems, trends")
     def overview(
-        self, *, store: NamedDependency[Store], project: Project = None, runs: Runs = 100
+        self, *, store: NamedDependency[StoreBase], project: Project = None, runs: Runs = 100
     ) -> Overview:
         cur = store.reader()
         return overview(cur, project or default_project(cur), runs=runs)
@@ -65,7 +65,7 @@ class InsightController(Controller):
     def flaky(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 100,
@@ -79,7 +79,7 @@ class InsightController(Controller):
     def slow(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 100,
@@ -108,7 +108,7 @@ class InsightController(Controller):
     def regressions(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 200,
@@ -164,7 +164,7 @@ class InsightController(Controller):
     def trend(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 100,
@@ -176,7 +176,7 @@ class InsightController(Controller):
     def failures(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project = None,
         branch: Branch = None,
         runs: Runs = 100,
@@ -195,7 +195,7 @@ class InsightController(Controller):
     def history(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         nodeid: Annotated[str, QueryParameter(min_length=1, description="The test's node id.")],
         project: Project = None,
         branch: Branch = None,

@@ -54,7 +54,7 @@ from datacat_server.junit import (
 from datacat_server.limits import Limits, check_records
 from datacat_server.queries._common import parse_session_id
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["ImportAnswer", "JunitController"]
 
@@ -258,7 +258,7 @@ class JunitController(Controller):
         self,
         *,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         project: Annotated[
             str | None, QueryParameter(description="The project the tests belong to (required).")
@@ -310,7 +310,11 @@ class JunitController(Controller):
         " per test, its failure, error or skip, output, and reruns as Surefire writes them.",
     )
     def export(
-        self, *, store: NamedDependency[Store], run_id: FromPath[str], family: Formats = "xunit2"
+        self,
+        *,
+        store: NamedDependency[StoreBase],
+        run_id: FromPath[str],
+        family: Formats = "xunit2",
     ) -> Response[str]:
         key = parse_session_id(run_id)
         text = export_run(store.reader(), key, family) if key else None

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from datacat_server.auth import identity_of
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 from datacat_server.store import quarantine as q
 
 __all__ = ["QuarantineController"]
@@ -56,7 +56,7 @@ class QuarantineController(Controller):
         summary="The project's quarantined tests",
         opt={"scope": "read", "also": ["ingest"]},
     )
-    def index(self, store: NamedDependency[Store], project: Project) -> list[q.QuarantineEntry]:
+    def index(self, store: NamedDependency[StoreBase], project: Project) -> list[q.QuarantineEntry]:
         return q.entries(store.reader(), project)
 
     @get(
@@ -66,7 +66,7 @@ class QuarantineController(Controller):
     )
     def log(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Project,
         nodeid: Annotated[str | None, QueryParameter(max_length=4_000)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
@@ -82,7 +82,7 @@ class QuarantineController(Controller):
     async def add(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         data: JSONBody[QuarantineChange],
     ) -> ChangeResult:
         who = _who(request)
@@ -100,7 +100,7 @@ class QuarantineController(Controller):
     async def remove(
         self,
         request: Request[Any, Any, Any],
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         data: JSONBody[QuarantineChange],
     ) -> ChangeResult:
         who = _who(request)
@@ -110,7 +110,7 @@ class QuarantineController(Controller):
         return ChangeResult(bool(changed))
 
     @get("/policy", sync_to_thread=True, summary="The project's automatic quarantine")
-    def get_policy(self, store: NamedDependency[Store], project: Project) -> q.Policy:
+    def get_policy(self, store: NamedDependency[StoreBase], project: Project) -> q.Policy:
         return q.policy(store.reader(), project)
 
     @put(
@@ -118,7 +118,9 @@ class QuarantineController(Controller):
         summary="Turn the automatic quarantine of flaky tests on or off",
         opt={"scope": "quarantine"},
     )
-    async def put_policy(self, store: NamedDependency[Store], data: JSONBody[PolicyIn]) -> q.Policy:
+    async def put_policy(
+        self, store: NamedDependency[StoreBase], data: JSONBody[PolicyIn]
+    ) -> q.Policy:
         new = q.Policy(data.project, data.auto, data.release_after)
         await store.maintain(lambda cur: q.set_policy(cur, new))
         return new

@@ -23,7 +23,7 @@ from datacat_server.queries.runs import (
     run_hangs,
     run_tests,
 )
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["RunController"]
 
@@ -38,7 +38,7 @@ class RunController(Controller):
     def index(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         project: Annotated[str | None, QueryParameter()] = None,
         branch: Annotated[str | None, QueryParameter()] = None,
         outcome: Annotated[
@@ -61,7 +61,7 @@ class RunController(Controller):
         )
 
     @get("/{run_id:str}", sync_to_thread=True, summary="One run")
-    def detail(self, store: NamedDependency[Store], run_id: FromPath[str]) -> RunInfo:
+    def detail(self, store: NamedDependency[StoreBase], run_id: FromPath[str]) -> RunInfo:
         run = get_run(store.reader(), run_id)
         if run is None:
             raise NotFoundException(f"unknown run: {run_id}")
@@ -71,7 +71,7 @@ class RunController(Controller):
     def tests(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         run_id: FromPath[str],
         outcome: Outcome = None,
         q: Annotated[str | None, QueryParameter(description="Node id contains.")] = None,
@@ -89,7 +89,7 @@ class RunController(Controller):
         )
 
     @get("/{run_id:str}/hangs", sync_to_thread=True, summary="A run's hangs, with stacks")
-    def hangs(self, store: NamedDependency[Store], run_id: FromPath[str]) -> list[HangEvent]:
+    def hangs(self, store: NamedDependency[StoreBase], run_id: FromPath[str]) -> list[HangEvent]:
         cur = store.reader()
         if get_run(cur, run_id) is None:
             raise NotFoundException(f"unknown run: {run_id}")
@@ -111,7 +111,7 @@ class RunController(Controller):
     def compare(
         self,
         *,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         run_id: FromPath[str],
         base: Annotated[
             str | None,

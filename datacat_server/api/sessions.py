@@ -34,7 +34,7 @@ from datacat_server.queries.sessions import (
     sessions_json,
 )
 from datacat_server.settings import Settings
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 
 __all__ = ["DataController", "SessionController"]
 
@@ -99,7 +99,7 @@ def _known_id(session_id: str) -> str:
 _OK = Ok()
 
 
-async def _write(store: Store, settings: Settings, record: wire.Record) -> None:
+async def _write(store: StoreBase, settings: Settings, record: wire.Record) -> None:
     """Check one record against the limits, then store it (the seed's endpoints have no
     sequence numbers: no deduplication)."""
     check_records([record], settings.limits)
@@ -113,7 +113,7 @@ class SessionController(SessionQueries):
     @post("/", status_code=200, summary="Start a session")
     async def create(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         data: JSONBody[SessionCreate | None] = None,
     ) -> SessionCreated:
@@ -147,8 +147,8 @@ class SessionController(SessionQueries):
         " them at a time, not the whole answer in memory.",
         responses={200: ResponseSpec(SessionDetail, description="The session")},
     )
-    def detail(self, store: NamedDependency[Store], session_id: FromPath[str]) -> Stream:
-        cur = store.db.new_cursor()
+    def detail(self, store: NamedDependency[StoreBase], session_id: FromPath[str]) -> Stream:
+        cur = store.new_cursor()
         row = session_row(cur, session_id)
         if row is None:
             cur.close()
@@ -158,7 +158,7 @@ class SessionController(SessionQueries):
     @post("/{session_id:str}/state", status_code=200, summary="Deep-merge into the state")
     async def update_state(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[dict[str, Any]],
@@ -174,7 +174,7 @@ class SessionController(SessionQueries):
     @post("/{session_id:str}/events", status_code=200, summary="Log an event")
     async def log_event(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[EventIn],
@@ -189,7 +189,7 @@ class SessionController(SessionQueries):
     @post("/{session_id:str}/metrics", status_code=200, summary="Log a metric")
     async def log_metric(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[MetricIn],
@@ -214,7 +214,7 @@ class SessionController(SessionQueries):
     @post("/{session_id:str}/heartbeat", status_code=200, summary="Say the client is alive")
     async def heartbeat(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         session_id: FromPath[str],
         data: JSONBody[HeartbeatIn | None] = None,
@@ -228,7 +228,7 @@ class SessionController(SessionQueries):
     @post("/{session_id:str}/end", status_code=200, summary="End a session")
     async def end(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         settings: NamedDependency[Settings],
         session_id: FromPath[str],
     ) -> Ok:
@@ -250,12 +250,12 @@ class DataController(Controller):
     )
     async def all_sessions(
         self,
-        store: NamedDependency[Store],
+        store: NamedDependency[StoreBase],
         limit: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
         offset: Offset = 0,
     ) -> Stream:
         # A sync iterator: Litestar advances it on worker threads, off the loop; it has
         # a cursor of its own, which it closes when done (or when the client leaves).
-        cur = store.db.new_cursor()
+        cur = store.new_cursor()
         chunks = sessions_json(cur, limit=limit, offset=offset)
         return Stream(_closing(cur, chunks), media_type="application/json")

@@ -21,5 +21,6 @@ COMMANDS = (
     "import_junit",
     "quarantine",
     "retention",
+    "migrate_store",
     "token",
 )

@@ -1,4 +1,4 @@
-"""``datacat serve``: the server (API and dashboard) on a DuckDB file."""
+"""``datacat serve``: the server (API and dashboard) on a DuckDB file or a DuckLake."""
 
 from __future__ import annotations
 
@@ -16,13 +16,22 @@ __all__ = ["register", "run"]
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run the server (API and dashboard) on a DuckDB file",
-        description="Run the DataCat server. Settings fall back to DATACAT_DB, DATACAT_HOST"
-        " and DATACAT_PORT, then to the defaults shown; every other setting is a"
-        " DATACAT_ variable (README, 'Server settings').",
+        help="run the server (API and dashboard) on a DuckDB file or a DuckLake",
+        description="Run the DataCat server. Settings fall back to DATACAT_STORE, DATACAT_DB,"
+        " DATACAT_HOST and DATACAT_PORT, then to the defaults shown; every other setting is"
+        " a DATACAT_ variable (README, 'Server settings' and 'More than one machine').",
     )
     parser.add_argument(
         "--db", type=Path, default=None, help="DuckDB file (default: ./datacat.duckdb)"
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="where the data lives: a .duckdb file (as --db), or 'lake' for a DuckLake that"
+        " many servers share, its catalog and data path read from DATACAT_LAKE_CATALOG and"
+        " DATACAT_LAKE_DATA_PATH (S3 from DATACAT_S3_*), or 'ducklake:<catalog>' with the"
+        " catalog's PostgreSQL connection string (keep passwords in PGPASSWORD or"
+        " ~/.pgpass, not here: command lines are visible to every user)",
     )
     parser.add_argument(
         "--host", default=None, help="address to bind (default: 127.0.0.1, this machine only)"
@@ -61,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(
             db_path=args.db,
+            store=args.store,
             host=args.host,
             port=args.port,
             allow_anonymous=args.allow_anonymous or None,
         )
+        settings.lake  # noqa: B018  (a lake's settings are read, and refused, here)
         tokens = load_tokens(os.environ)
     except (ValueError, TokenConfigError) as exc:
         return fail("serve", str(exc), 2)
@@ -96,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         import sys
 
         sys.stderr.write(
-            f"DataCat serving {settings.db_path} on http://{settings.host}:{settings.port}"
+            f"DataCat serving {store.describe()} on http://{settings.host}:{settings.port}"
             f"  ({access}; API docs: /schema)\n"
         )
         # Everything made so far (the app, the store, imported modules) lives as long as

@@ -29,8 +29,8 @@ from datacat_server.queries.sql import QueryResult, SqlRefused, check_statement,
 from datacat_server.settings import Settings, parse_bytes
 from datacat_server.sqlpool import protocol
 from datacat_server.sqlpool.process import START_TIMEOUT, WorkerDied, WorkerProcess, start_worker
-from datacat_server.sqlpool.source import SnapshotSource, View, ViewSource
-from datacat_server.store import Store
+from datacat_server.sqlpool.source import View, ViewSource
+from datacat_server.store import StoreBase
 
 __all__ = [
     "PoolConfig",
@@ -417,8 +417,9 @@ class SqlPool:
             shutil.rmtree(self._home, ignore_errors=True)
 
 
-def open_sql_pool(store: Store, settings: Settings) -> SqlPool:
-    """The SQL pool over snapshots of ``store`` (no process starts until the first query)."""
+def open_sql_pool(store: StoreBase, settings: Settings) -> SqlPool:
+    """The SQL pool over ``store``'s view source: snapshots of a file, or a lake attached
+    read-only (no process starts until the first query)."""
     config = PoolConfig(
         workers=settings.sql_workers,
         queue=settings.sql_queue,
@@ -428,4 +429,4 @@ def open_sql_pool(store: Store, settings: Settings) -> SqlPool:
         max_rows=settings.sql_max_rows,
         max_bytes=settings.sql_max_bytes,
     )
-    return SqlPool(config, SnapshotSource(store.db, interval=settings.sql_snapshot_interval))
+    return SqlPool(config, store.view_source(settings.sql_snapshot_interval))

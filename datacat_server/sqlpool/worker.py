@@ -33,6 +33,7 @@ import sys
 
 import duckdb
 
+from datacat_server.errors import StoreError
 from datacat_server.queries.sql import SqlRefused, run_readonly
 from datacat_server.sqlpool import protocol
 
@@ -113,18 +114,27 @@ class _View:
         # A worker that grew past half its address space is replaced after answering.
         self.memory_cap = memory // 2
         self.retire = False
+        #: The database a cursor must USE first (a lake: a cursor starts in memory).
+        self.use: str | None = None
 
     def open(self, request: protocol.Open) -> protocol.Opened | protocol.Failed:
         if self.con is not None:
             self.con.close()
             self.con = None
-        if request.kind != "duckdb":
+        if request.kind not in ("duckdb", "ducklake"):
             return protocol.Failed(f"cannot open a view of kind {request.kind!r}", "error")
         _allow_cpu(30.0)
         try:
-            self.con = duckdb.connect(request.target, read_only=True, config=self._config())
+            if request.kind == "ducklake":
+                # A lake, attached read-only; its settings are applied once it is.
+                from datacat_server.store.lake.store import open_lake_view
+
+                self.con, self.use = open_lake_view(request.target, self._config())
+            else:
+                self.con = duckdb.connect(request.target, read_only=True, config=self._config())
+                self.use = None
             _verify(self.con, self._config())
-        except duckdb.Error as exc:
+        except (duckdb.Error, StoreError) as exc:
             return protocol.Failed(f"cannot open the data: {exc}", "error")
         return protocol.Opened()
 
@@ -147,6 +157,8 @@ class _View:
         _allow_cpu(query.cpu_seconds)
         cursor = self.con.cursor()
         try:
+            if self.use is not None:
+                cursor.execute(f"USE {self.use}")
             result = run_readonly(
                 cursor,
                 query.sql,

@@ -1,17 +1,17 @@
-"""The DuckDB store: schema, migrations, the one writer, and cursors for readers."""
+"""The stores: the embedded DuckDB file (`Store`) and a DuckLake shared by many servers
+(`datacat_server.store.lake.LakeStore`), behind one interface (`StoreBase`)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from datacat_client import wire
+from datacat_server.store.base import StoreBase
 from datacat_server.store.database import Database
 from datacat_server.store.health import StoreHealth
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
@@ -20,12 +20,13 @@ from datacat_server.store.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
     from datacat_server.settings import Settings
+    from datacat_server.sqlpool.source import ViewSource
 
-__all__ = ["Database", "Store", "WriteResult", "Writer", "open_store"]
+__all__ = ["Database", "Store", "StoreBase", "WriteResult", "Writer", "open_store"]
 
 
-class Store:
-    """The database and its writer, opened and closed together."""
+class Store(StoreBase):
+    """The embedded store: one DuckDB file and its writer, opened and closed together."""
 
     def __init__(
         self,
@@ -58,33 +59,6 @@ class Store:
         self.writer.start()
         self.folder.start()
 
-    async def write(
-        self,
-        records: Sequence[wire.Record],
-        *,
-        dedupe: bool = True,
-        result_columns: Sequence[Any] = (),
-    ) -> WriteResult:
-        """Store records (and test results as `wire.ResultColumns`); returns once they
-        are committed."""
-        future = self.writer.submit(records, dedupe=dedupe, result_columns=result_columns)
-        return await asyncio.wrap_future(future)
-
-    def write_sync(
-        self,
-        records: Sequence[wire.Record],
-        *,
-        dedupe: bool = True,
-        result_columns: Sequence[Any] = (),
-    ) -> WriteResult:
-        """`write` for code that is not on an event loop."""
-        return self.writer.submit(records, dedupe=dedupe, result_columns=result_columns).result()
-
-    async def maintain(self, fn: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
-        """Run a change that is not records (``fn(cursor)``) in the writer's thread, in a
-        transaction of its own; returns ``fn``'s result once committed."""
-        return await asyncio.wrap_future(self.writer.maintain(fn))
-
     def apply_retention(
         self, policy: RetentionPolicy, *, now: dt.datetime | None = None
     ) -> RetentionResult:
@@ -113,14 +87,34 @@ class Store:
         """This thread's read cursor."""
         return self.db.reader()
 
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.db.new_cursor()
+
+    def view_source(self, interval: float) -> ViewSource:
+        """Snapshots of the file, refreshed while people query."""
+        from datacat_server.sqlpool.source import SnapshotSource
+
+        return SnapshotSource(self.db, interval=interval)
+
+    def files(self) -> list[Path]:
+        return [self.db.path]
+
+    def describe(self) -> str:
+        return str(self.db.path)
+
     def close(self) -> None:
         self.folder.stop()
         self.writer.stop()
         self.db.close()
 
 
-def open_store(settings: Settings) -> Store:
-    """The store the settings describe."""
+def open_store(settings: Settings) -> StoreBase:
+    """The store the settings describe: a lake (`Settings.lake`), else the file."""
+    lake = settings.lake
+    if lake is not None:
+        from datacat_server.store.lake.store import LakeStore
+
+        return LakeStore.open(lake, settings)
     return Store(
         settings.db_path,
         heartbeat_grace=settings.heartbeat_grace,

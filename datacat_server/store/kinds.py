@@ -50,7 +50,7 @@ def stage_session_start(staging: Staging, record: wire.SessionStart, dedupe: boo
     """A new session (the caller made sure it does not exist yet)."""
     key = record.session_id
     entry = SessionEntry(
-        sid=staging.next_sid + len(staging.new_sessions),
+        sid=staging.new_sid(key),
         id=key,
         product=record.product,
         state={},

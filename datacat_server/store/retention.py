@@ -19,7 +19,7 @@ import msgspec
 from datacat_server.store import rollups
 from datacat_server.store.tables import TABLES
 
-__all__ = ["RetentionPolicy", "RetentionResult", "delete_old"]
+__all__ = ["RetentionPolicy", "RetentionResult", "delete_old", "expired_sql"]
 
 
 class RetentionResult(msgspec.Struct):
@@ -65,17 +65,16 @@ def _cutoff(days: float, now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(days=days)
 
 
-def delete_old(
-    cur: duckdb.DuckDBPyConnection, policy: RetentionPolicy, now: dt.datetime | None = None
-) -> RetentionResult:
-    """Delete every session created before its cutoff. Runs in the caller's transaction.
+def expired_sql(policy: RetentionPolicy, now: dt.datetime) -> tuple[str, list[object]] | None:
+    """A query of the sids of every session created before its cutoff (None: the
+    policy keeps everything).
 
     A session belongs to the project of its run (pytest) or, for other programs, to
     its product; a project named in the policy uses its own days, others the default.
     """
-    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     named = list(policy.projects)
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[object] = []
     for project, days in policy.projects.items():
         conditions.append("(s.product = ? AND s.received_at < ?)")
         params += [project, _cutoff(days, now)]
@@ -83,12 +82,20 @@ def delete_old(
         conditions.append("(s.product NOT IN (SELECT unnest(?::VARCHAR[])) AND s.received_at < ?)")
         params += [named, _cutoff(policy.days, now)]
     if not conditions:
+        return None
+    return f"SELECT s.sid FROM sessions s WHERE {' OR '.join(conditions)}", params
+
+
+def delete_old(
+    cur: duckdb.DuckDBPyConnection, policy: RetentionPolicy, now: dt.datetime | None = None
+) -> RetentionResult:
+    """Delete every session created before its cutoff (`expired_sql`). Runs in the
+    caller's transaction."""
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    query = expired_sql(policy, now)
+    if query is None:
         return RetentionResult(0, {})
-    cur.execute(
-        "CREATE OR REPLACE TEMP TABLE _expired AS SELECT s.sid FROM sessions s"
-        f" WHERE {' OR '.join(conditions)}",
-        params,
-    )
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _expired AS {query[0]}", query[1])
     # fetchall: the writer's cursor must not keep an unfinished result (DuckDB 2.0).
     expired = cur.execute("SELECT count(*) FROM _expired").fetchall()[0]
     rows: dict[str, int] = {}

@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 import duckdb
 
@@ -253,22 +254,32 @@ class FoldResult:
 folding = threading.Lock()
 
 
-def fold(cur: duckdb.DuckDBPyConnection, *, max_rows: int | None = None) -> FoldResult:
+def fold(
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    max_rows: int | None = None,
+    before: dt.datetime | None = None,
+) -> FoldResult:
     """Fold the results stored after the watermark into the rollups, in one transaction.
 
     ``max_rows`` bounds one fold (the oldest stored results first), so that a rebuild
-    of a big store proceeds in steps that each commit.
+    of a big store proceeds in steps that each commit. ``before`` leaves out results
+    stored at or after it (a lake: another server may still commit results stamped
+    a little earlier than what is visible now).
     """
     with folding, transaction(cur):
-        return fold_in_transaction(cur, max_rows=max_rows)
+        return fold_in_transaction(cur, max_rows=max_rows, before=before)
 
 
 def fold_in_transaction(
-    cur: duckdb.DuckDBPyConnection, *, max_rows: int | None = None
+    cur: duckdb.DuckDBPyConnection,
+    *,
+    max_rows: int | None = None,
+    before: dt.datetime | None = None,
 ) -> FoldResult:
     """`fold`, in the caller's transaction (a migration's)."""
     old = watermark(cur)
-    until, folded, more = _fold_until(cur, old, max_rows)
+    until, folded, more = _fold_until(cur, old, max_rows, before)
     if until is None:
         return FoldResult(0, old, False)
     params = {"old": old, "until": until}
@@ -306,21 +317,28 @@ def fold_in_transaction(
 
 
 def _fold_until(
-    cur: duckdb.DuckDBPyConnection, old: dt.datetime, max_rows: int | None
+    cur: duckdb.DuckDBPyConnection,
+    old: dt.datetime,
+    max_rows: int | None,
+    before: dt.datetime | None = None,
 ) -> tuple[dt.datetime | None, int, bool]:
     """The newest stored_at to fold up to (None: nothing new), how many results that
     takes in, and whether newer ones remain. Whole transactions only: all the rows of
     one share their stored_at."""
     rows = cur.execute(
         """
-        WITH g AS (SELECT stored_at, count(*) AS n FROM results WHERE stored_at > $old
-                   GROUP BY stored_at),
+        WITH g AS (SELECT stored_at, count(*) AS n FROM results
+                   WHERE stored_at > $old AND stored_at < $before GROUP BY stored_at),
              c AS (SELECT stored_at, sum(n) OVER (ORDER BY stored_at) AS cum FROM g)
         SELECT (SELECT min(stored_at) FROM c WHERE cum >= $most),
                (SELECT min(cum) FROM c WHERE cum >= $most),
                (SELECT max(stored_at) FROM g), (SELECT sum(n) FROM g)
         """,
-        {"old": old, "most": max_rows if max_rows is not None else 2**62},
+        {
+            "old": old,
+            "most": max_rows if max_rows is not None else 2**62,
+            "before": before or dt.datetime(9999, 1, 1),
+        },
     ).fetchall()
     cut, taken, newest, total = rows[0]
     if newest is None:
@@ -342,7 +360,11 @@ class Folder:
     """Folds the tail into the rollups in a background thread, on its own cursor.
 
     It folds when the tail holds ``rows`` results or is ``seconds`` old; ``wake`` asks
-    for a fold at once (tests, and after a reset).
+    for a fold at once (tests, and after a reset). ``enabled`` says whether this
+    process folds now (on a lake, the server leading its background work), and
+    ``lag`` keeps the results stored within the last so many seconds in the tail (a
+    lake's servers stamp ``stored_at`` before their commit, so one may still commit
+    rows stamped earlier than the newest visible ones).
     """
 
     def __init__(
@@ -352,8 +374,12 @@ class Folder:
         rows: int = 50_000,
         seconds: float = 10.0,
         step_rows: int = 1_000_000,
+        enabled: Callable[[], bool] | None = None,
+        lag: float = 0.0,
     ) -> None:
         self._new_cursor = new_cursor
+        self._enabled = enabled
+        self._lag = lag
         self._rows = rows
         self._seconds = seconds
         self._step_rows = step_rows
@@ -381,6 +407,8 @@ class Folder:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._enabled is not None and not self._enabled():
+                continue
             try:
                 # A cursor per round: the database may have been opened again since.
                 cur: duckdb.DuckDBPyConnection = self._new_cursor()  # type: ignore[operator]
@@ -389,7 +417,10 @@ class Folder:
                 continue
             try:
                 if woken or self._tail_due(cur):
-                    while fold(cur, max_rows=self._step_rows).more and not self._stop.is_set():
+                    while (
+                        fold(cur, max_rows=self._step_rows, before=self._before()).more
+                        and not self._stop.is_set()
+                    ):
                         pass
             except duckdb.Error as exc:
                 # A conflict with the writer's retention, or a failed store: next time.
@@ -399,6 +430,12 @@ class Folder:
             finally:
                 with contextlib.suppress(duckdb.Error):
                     cur.close()
+
+    def _before(self) -> dt.datetime | None:
+        if not self._lag:
+            return None
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return now - dt.timedelta(seconds=self._lag)
 
     def _tail_due(self, cur: duckdb.DuckDBPyConnection) -> bool:
         rows = cur.execute(

@@ -21,20 +21,20 @@ __all__ = ["VIEWS_SQL", "view_statements"]
 _EVENTS_VIEW = """
 CREATE OR REPLACE VIEW events AS
 SELECT s.id AS session_id, e.sid, e.seq, e.ts AS timestamp, e.name, e.data
-FROM event_log e JOIN sessions s USING (sid)
+FROM event_log e JOIN {sessions} s USING (sid)
 UNION ALL
 SELECT s.id, r.sid, r.seq, coalesce(r.stopped_at, r.started_at, s.created_at), 'test_result',
        json_object('nodeid', t.nodeid, 'outcome', r.outcome::VARCHAR, 'phase', r.phase,
                    'duration', r.duration, 'worker', r.worker, 'attempt', r.attempt,
                    'final', r.final, 'subtest', r.subtest)
-FROM results r JOIN tests t USING (test_id) JOIN sessions s USING (sid)
+FROM results r JOIN tests t USING (test_id) JOIN {sessions} s USING (sid)
 UNION ALL
 SELECT s.id, r.sid, r.seq, coalesce(r.stopped_at, r.started_at, s.created_at), 'exception',
        json_object('type', d.exc_type, 'message', d.exc_message,
                    'traceback', string_split(d.traceback, chr(10)),
                    'nodeid', t.nodeid, 'subtest', r.subtest)
 FROM result_details d JOIN results r USING (sid, seq) JOIN tests t USING (test_id)
-     JOIN sessions s ON s.sid = r.sid
+     JOIN {sessions} s ON s.sid = r.sid
 WHERE d.exc_type IS NOT NULL AND r.outcome IN ('failed', 'error')
 """
 
@@ -42,11 +42,11 @@ _METRICS_VIEW = """
 CREATE OR REPLACE VIEW metrics AS
 SELECT s.id AS session_id, m.sid, m.seq, m.ts AS timestamp, m.name, m.value, m.tags, m.unit,
        m.kind
-FROM metric_log m JOIN sessions s USING (sid)
+FROM metric_log m JOIN {sessions} s USING (sid)
 UNION ALL
 SELECT s.id, r.sid, r.seq, coalesce(r.stopped_at, r.started_at, s.created_at), u.name, u.value,
        ['nodeid=' || t.nodeid, 'outcome=' || r.outcome::VARCHAR], u.unit, 'gauge'
-FROM results r JOIN tests t USING (test_id) JOIN sessions s USING (sid),
+FROM results r JOIN tests t USING (test_id) JOIN {sessions} s USING (sid),
      LATERAL (VALUES ('test_duration', r.duration, 's'),
                      ('test_cpu_time', r.cpu_time, 's'),
                      ('test_rss_delta', r.rss_delta::DOUBLE, 'bytes')) u(name, value, unit)
@@ -63,9 +63,9 @@ SELECT s.id AS session_id, r.sid, r.seq, t.project, t.nodeid, t.file, t.line, t.
        u.branch, u."commit", r.stored_at
 FROM results r
 JOIN tests t USING (test_id)
-JOIN sessions s USING (sid)
+JOIN {sessions} s USING (sid)
 LEFT JOIN result_details d USING (sid, seq)
-LEFT JOIN runs u USING (sid)
+LEFT JOIN {runs} u USING (sid)
 """
 
 
@@ -91,6 +91,14 @@ FROM sessions s
 VIEWS_SQL: tuple[str, ...] = (_EVENTS_VIEW, _METRICS_VIEW, _TEST_RESULTS_VIEW)
 
 
-def view_statements(heartbeat_grace: float) -> list[str]:
-    """The statements that (re)create every view, for the given grace factor."""
-    return [*VIEWS_SQL, _session_status_view(heartbeat_grace)]
+def view_statements(
+    heartbeat_grace: float, *, sessions: str = "sessions", runs: str = "runs"
+) -> list[str]:
+    """The statements that (re)create every view, for the given grace factor.
+
+    ``sessions`` and ``runs`` name what the record views join for a session's id and a
+    run's branch and commit: a lake passes its append-only tables (``session_rows``,
+    ``run_starts``), whose columns read there never change, rather than its views.
+    """
+    joined = [sql.format(sessions=sessions, runs=runs) for sql in VIEWS_SQL]
+    return [*joined, _session_status_view(heartbeat_grace)]

@@ -135,6 +135,9 @@ class Staging:
     #: Sessions whose state must be folded again from all their patches, in order.
     refold: set[str] = dataclasses.field(default_factory=set)
     run_finishes: list[tuple[int, wire.RunFinish]] = dataclasses.field(default_factory=list)
+    #: Serials given to new sessions before staging (a lake's, from PostgreSQL); a new
+    #: session not named here takes the next free one after ``next_sid``.
+    sids: dict[str, int] = dataclasses.field(default_factory=dict)
 
     # -- sessions --------------------------------------------------------------------
 
@@ -147,6 +150,10 @@ class Staging:
                 raise UnknownSessionError([key])
             entry = self.sessions[key] = committed.copy()
         return entry
+
+    def new_sid(self, key: str) -> int:
+        """The serial of a session starting in this transaction."""
+        return self.sids.get(key, self.next_sid + len(self.new_sessions))
 
     def exists(self, key: str) -> bool:
         return key in self.sessions or self.lookup(key) is not None

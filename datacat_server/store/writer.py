@@ -314,7 +314,7 @@ class Writer:
     def _stage(
         self, requests: list[_Request]
     ) -> tuple[Staging, list[tuple[_Request, WriteResult]], list[tuple[_Request, Exception]]]:
-        staging = Staging(lookup=self._session, next_sid=self._next_sid, now=self._clock())
+        staging = self._new_staging()
         results = []
         failed: list[tuple[_Request, Exception]] = []
         for request in requests:
@@ -330,6 +330,9 @@ class Writer:
             else:
                 results.append((request, result))
         return staging, results, failed
+
+    def _new_staging(self) -> Staging:
+        return Staging(lookup=self._session, next_sid=self._next_sid, now=self._clock())
 
     # -- the transaction ---------------------------------------------------------------
 

@@ -10,27 +10,13 @@ so. Unmarked tests here run in both environments.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from datacat_server.store.lake.connect import EXTENSION_PACKAGES, LakeUnavailableError
-from datacat_server.store.lake.connect import extension_file as _extension_file
-from tests.support.lake import lake_spec, postgres, s3, unavailable
-
-__all__ = ["lake_spec", "postgres", "s3"]
+from tests.support.lake import require_lake_extensions
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A ``lake`` test runs only where this DuckDB has the extension wheels (checked
     before its fixtures start PostgreSQL and S3)."""
-    if item.get_closest_marker("lake") is None:
-        return
-    try:
-        for name in EXTENSION_PACKAGES:
-            _extension_file(name)
-    except LakeUnavailableError:
-        unavailable(
-            f"the DuckLake extensions are not installed for duckdb {duckdb.__version__}:"
-            " lake tests run in the lake environment (pip install -e '.[dev,lake]',"
-            " as .ci/run does in .venv-lake)"
-        )
+    if item.get_closest_marker("lake") is not None:
+        require_lake_extensions()

@@ -1,4 +1,5 @@
-"""The query layer on a store with known answers, written through the real writer."""
+"""The query layer on a store with known answers, written through the real writer: on
+the embedded file and on a lake (`any_store`), one suite."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from datacat_server.queries.sessions import list_sessions, session_view, state_h
 from datacat_server.queries.slow import slow_tests
 from datacat_server.queries.test_history import test_history
 from datacat_server.queries.window import asked_window, default_project, projects, recent_runs
-from datacat_server.store import Store
+from datacat_server.store import StoreBase
 from tests.server.records import RecordMaker
 
 RUNS = 10
 FLAKY_FAILS = {1, 4, 8}  # run numbers (0-based) in which the flaky test fails
 
 
-def _run(store: Store, number: int, *, commit: str, branch: str = "main") -> str:
+def _run(store: StoreBase, number: int, *, commit: str, branch: str = "main") -> str:
     """One pytest run of the project "shop", as the plugin would record it."""
     maker = RecordMaker()
     start = 1_800_000_000.0 + number * 3600
@@ -86,12 +87,12 @@ def _run(store: Store, number: int, *, commit: str, branch: str = "main") -> str
 
 
 @pytest.fixture
-def shop(store: Store) -> list[str]:
+def shop(store: StoreBase) -> list[str]:
     # Two runs per commit: c0 c0 c1 c1 ... (run 1 fails the flaky test on c0, run 0 passes).
     return [_run(store, n, commit=f"c{n // 2}") for n in range(RUNS)]
 
 
-def test_projects_and_the_default_one(store: Store, shop: list[str]) -> None:
+def test_projects_and_the_default_one(store: StoreBase, shop: list[str]) -> None:
     cur = store.reader()
     assert projects(cur) == [("shop", ["main"])]
     assert default_project(cur) == "shop"
@@ -102,7 +103,7 @@ def test_projects_and_the_default_one(store: Store, shop: list[str]) -> None:
     assert recent_runs(cur, "shop", "other", 100).empty
 
 
-def test_a_window_that_names_no_project_is_the_last_run_project_s(store: Store) -> None:
+def test_a_window_that_names_no_project_is_the_last_run_project_s(store: StoreBase) -> None:
     cur = store.reader()
     nothing = asked_window(cur, None, None, 10)
     assert (nothing.project, nothing.empty) == (None, True)
@@ -116,7 +117,9 @@ def test_a_window_that_names_no_project_is_the_last_run_project_s(store: Store) 
     assert asked_window(cur, "elsewhere", None, 10).empty
 
 
-def test_flaky_with_its_fail_rate_and_same_commit_evidence(store: Store, shop: list[str]) -> None:
+def test_flaky_with_its_fail_rate_and_same_commit_evidence(
+    store: StoreBase, shop: list[str]
+) -> None:
     cur = store.reader()
     found = {t.nodeid: t for t in flaky_tests(cur, recent_runs(cur, "shop", None, RUNS))}
     flaky = found["t.py::test_flaky"]
@@ -141,7 +144,7 @@ def test_flaky_with_its_fail_rate_and_same_commit_evidence(store: Store, shop: l
     assert found["t.py::test_timeout_0"].same_commit == 1
 
 
-def test_slow_tests_and_a_2x_regression(store: Store, shop: list[str]) -> None:
+def test_slow_tests_and_a_2x_regression(store: StoreBase, shop: list[str]) -> None:
     cur = store.reader()
     window = recent_runs(cur, "shop", None, RUNS)
     slow = slow_tests(cur, window, limit=3)
@@ -164,7 +167,7 @@ def test_slow_tests_and_a_2x_regression(store: Store, shop: list[str]) -> None:
     assert regressions(cur, window, min_seconds=0.21) == []
 
 
-def test_three_timeouts_form_one_cluster(store: Store, shop: list[str]) -> None:
+def test_three_timeouts_form_one_cluster(store: StoreBase, shop: list[str]) -> None:
     cur = store.reader()
     clusters = failure_clusters(cur, recent_runs(cur, "shop", None, RUNS))
     timeouts = [c for c in clusters if c.exc_type == "TimeoutError"]
@@ -179,7 +182,7 @@ def test_three_timeouts_form_one_cluster(store: Store, shop: list[str]) -> None:
     assert (broken.count, broken.test_count) == (RUNS, 1)
 
 
-def test_history_of_one_test(store: Store, shop: list[str]) -> None:
+def test_history_of_one_test(store: StoreBase, shop: list[str]) -> None:
     cur = store.reader()
     history = test_history(cur, "shop", "t.py::test_flaky", recent_runs(cur, "shop", None, RUNS))
     assert history is not None
@@ -199,7 +202,7 @@ def test_history_of_one_test(store: Store, shop: list[str]) -> None:
     assert test_history(cur, "shop", "t.py::nope", recent_runs(cur, "shop", None, RUNS)) is None
 
 
-def test_run_list_and_detail(store: Store, shop: list[str]) -> None:
+def test_run_list_and_detail(store: StoreBase, shop: list[str]) -> None:
     cur = store.reader()
     runs = list_runs(cur, project="shop", limit=3)
     assert [r.id for r in runs] == shop[::-1][:3]
@@ -215,7 +218,7 @@ def test_run_list_and_detail(store: Store, shop: list[str]) -> None:
     assert run_tests(cur, shop[9], search="100%_") == []  # LIKE wildcards are literal
 
 
-def test_overview(store: Store, shop: list[str]) -> None:
+def test_overview(store: StoreBase, shop: list[str]) -> None:
     data = overview(store.reader(), "shop")
     assert [r.id for r in data.recent_runs] == shop[::-1]
     assert data.live_runs == []
@@ -226,7 +229,7 @@ def test_overview(store: Store, shop: list[str]) -> None:
 
 
 @pytest.fixture
-def apps(store: Store) -> list[str]:
+def apps(store: StoreBase) -> list[str]:
     """Three application sessions with state and metrics, as the seed's users log them."""
     ids = []
     for i, theme in enumerate(("dark", "light", "dark")):
@@ -255,7 +258,7 @@ def apps(store: Store) -> list[str]:
     return ids
 
 
-def test_metrics_explorer_aggregations_and_filters(store: Store, apps: list[str]) -> None:
+def test_metrics_explorer_aggregations_and_filters(store: StoreBase, apps: list[str]) -> None:
     cur = store.reader()
     assert "fps" in metric_names(cur)
     every = metric_series(cur, "fps")
@@ -278,7 +281,7 @@ def test_metrics_explorer_aggregations_and_filters(store: Store, apps: list[str]
     assert with_prefs.sessions_matched == 1
 
 
-def test_session_list_filters_and_state_history(store: Store, apps: list[str]) -> None:
+def test_session_list_filters_and_state_history(store: StoreBase, apps: list[str]) -> None:
     cur = store.reader()
     assert [s.id for s in list_sessions(cur, name="NOTES")] == apps[::-1]
     assert [s.id for s in list_sessions(cur, label="env=dev")] == [apps[0]]
@@ -295,7 +298,7 @@ def test_session_list_filters_and_state_history(store: Store, apps: list[str]) -
     ]
 
 
-def test_a_run_still_going_shows_what_it_has_counted_so_far(store: Store) -> None:
+def test_a_run_still_going_shows_what_it_has_counted_so_far(store: StoreBase) -> None:
     maker = RecordMaker()
     store.write_sync(
         [
@@ -326,7 +329,7 @@ def test_a_run_still_going_shows_what_it_has_counted_so_far(store: Store) -> Non
     assert get_run(cur, maker.session_id).counts == running[0].counts  # type: ignore[union-attr]
 
 
-def test_a_session_page_reads_only_the_latest_events_and_values(store: Store) -> None:
+def test_a_session_page_reads_only_the_latest_events_and_values(store: StoreBase) -> None:
     maker = RecordMaker()
     start = 1_800_000_000.0
     records: list[Any] = [maker.start(name="app")]
@@ -348,7 +351,7 @@ def test_a_session_page_reads_only_the_latest_events_and_values(store: Store) ->
 
 
 def test_a_test_failing_through_its_subtests_is_clustered_by_their_failures(
-    store: Store,
+    store: StoreBase,
 ) -> None:
     maker = RecordMaker()
     store.write_sync(
@@ -371,7 +374,7 @@ def test_a_test_failing_through_its_subtests_is_clustered_by_their_failures(
     ]
 
 
-def test_failing_since_counts_on_the_latest_runs_branch(store: Store) -> None:
+def test_failing_since_counts_on_the_latest_runs_branch(store: StoreBase) -> None:
     outcomes = [("main", "passed"), ("feature", "failed"), ("main", "failed"), ("main", "failed")]
     started = []
     for i, (branch, outcome) in enumerate(outcomes):
@@ -394,3 +397,8 @@ def test_failing_since_counts_on_the_latest_runs_branch(store: Store) -> None:
     assert history.branch == "main"
     # the feature branch's failure in between does not stretch main's streak
     assert history.failing_since == history.points[2].started_at
+
+
+@pytest.fixture
+def store(any_store: StoreBase) -> StoreBase:
+    return any_store

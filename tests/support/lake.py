@@ -49,6 +49,7 @@ __all__ = [
     "haproxy_available",
     "lake_spec",
     "postgres",
+    "require_lake_extensions",
     "s3",
     "unavailable",
 ]
@@ -519,6 +520,28 @@ class HAProxy:
         _stop_process(self.proc, timeout)
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def require_lake_extensions() -> None:
+    """Skip (fail under ``DATACAT_REQUIRE_LAKE=1``) unless this DuckDB has the
+    DuckLake extension wheels: the lake environment (``pip install -e '.[dev,lake]'``)."""
+    import duckdb
+
+    from datacat_server.store.lake.connect import (
+        EXTENSION_PACKAGES,
+        LakeUnavailableError,
+        extension_file,
+    )
+
+    try:
+        for name in EXTENSION_PACKAGES:
+            extension_file(name)
+    except LakeUnavailableError:
+        unavailable(
+            f"the DuckLake extensions are not installed for duckdb {duckdb.__version__}:"
+            " lake tests run in the lake environment (pip install -e '.[dev,lake]',"
+            " as .ci/run does in .venv-lake)"
+        )
 
 
 # -- fixtures -------------------------------------------------------------------------------
