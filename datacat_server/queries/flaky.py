@@ -17,13 +17,14 @@ without a commit never count as the same commit. Evidence is counted within a br
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import duckdb
 import msgspec
 
 from datacat_server.queries._common import iso, rows
-from datacat_server.queries.streams import failing_tests, streams_cte
+from datacat_server.queries.streams import failing_tests, folded, streams_cte
 from datacat_server.queries.window import Window
 
 __all__ = ["FLAKY_RULE", "FlakyTest", "evidence_of", "flaky_tests", "run_labels"]
@@ -118,9 +119,10 @@ def flaky_tests(
     tests = None if whole else failing_tests(cur, window)
     if tests == []:
         return []
-    cte, params = streams_cte(window, rollups=whole, tests=tests)
-    sql = cte + _SQL.replace("{rule}", FLAKY_RULE)
-    found = rows(cur.execute(sql, {**params, "limit": limit}))
+    with folded(cur) if whole else contextlib.nullcontext(None) as reach:
+        cte, params = streams_cte(window, rollups=whole, tests=tests, reach=reach)
+        sql = cte + _SQL.replace("{rule}", FLAKY_RULE)
+        found = rows(cur.execute(sql, {**params, "limit": limit}))
     sids = {r["last_failure_sid"] for r in found if r["last_failure_sid"] is not None}
     sids |= {sid for r in found for sid in r["failing_sids"]}
     runs = run_labels(cur, sids)

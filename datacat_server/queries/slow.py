@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import msgspec
 
-from datacat_server.queries.streams import buckets_cte, streams_cte
+from datacat_server.queries.streams import buckets_cte, folded, streams_cte
 from datacat_server.queries.window import Window
 from datacat_server.store.rollups import bucket_value_sql
 
@@ -89,17 +89,18 @@ def slow_tests(
     if window.empty:
         return []
     if rollups if rollups is not None else window.reads_rollups:
-        streams, params = streams_cte(window, rollups=True)
-        buckets, more = buckets_cte(window)
-        sql = (
-            streams
-            + ", "
-            + buckets.strip().removeprefix("WITH")
-            + _SLOW_WHOLE.replace("{p50}", bucket_value_sql("q.b50"))
-            .replace("{p95}", bucket_value_sql("q.b95"))
-            .replace("{order}", _ORDERS_WHOLE.get(order, "p95"))
-        )
-        found = cur.execute(sql, {**params, **more, "limit": limit}).fetchall()
+        with folded(cur) as reach:
+            streams, params = streams_cte(window, rollups=True, reach=reach)
+            buckets, more = buckets_cte(window, reach)
+            sql = (
+                streams
+                + ", "
+                + buckets.strip().removeprefix("WITH")
+                + _SLOW_WHOLE.replace("{p50}", bucket_value_sql("q.b50"))
+                .replace("{p95}", bucket_value_sql("q.b95"))
+                .replace("{order}", _ORDERS_WHOLE.get(order, "p95"))
+            )
+            found = cur.execute(sql, {**params, **more, "limit": limit}).fetchall()
         return [SlowTest(*row) for row in found]
     where, params_list = window.where()
     sql = _SLOW.replace("{order}", _ORDERS.get(order, "p95")).replace("{window}", where)

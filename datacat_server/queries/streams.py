@@ -9,12 +9,16 @@ merged with the results stored since the rollups were last folded: the same numb
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 
 from datacat_server.queries.window import Window
 from datacat_server.store.rollups import (
+    delta_sids_sql,
     durations_sql,
     finals_sql,
     merge_sql,
@@ -23,7 +27,7 @@ from datacat_server.store.rollups import (
     stream_sql,
 )
 
-__all__ = ["buckets_cte", "failing_tests", "streams_cte"]
+__all__ = ["Folded", "buckets_cte", "failing_tests", "folded", "streams_cte"]
 
 
 def _scope(window: Window, alias: str = "") -> str:
@@ -40,6 +44,39 @@ def _params(window: Window, sql: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    """How far the rollups reach, as constants for the rollup path's SQL."""
+
+    #: The rollups' watermark, a SQL literal.
+    watermark: str
+    #: The runs whose results the same-commit delta reads.
+    delta_sids: list[int]
+
+
+@contextlib.contextmanager
+def folded(cur: duckdb.DuckDBPyConnection) -> Iterator[Folded]:
+    """How far the rollups reach, for the rollup path of `streams_cte` and
+    `buckets_cte`; the caller's queries run in the same read transaction, so the
+    rollups and the tail they read agree while the folder moves on.
+
+    Constants, not subqueries: with them a lake skips the Parquet files and row groups
+    folded already and the runs the delta does not read; a subquery's value is known
+    only while the query runs, too late to prune anything, and every result of the
+    store is read.
+    """
+    cur.begin()
+    try:
+        row = cur.execute(
+            "SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state"
+        ).fetchall()
+        watermark = f"TIMESTAMP '{row[0][0].isoformat(sep=' ')}'"
+        sids = [int(r[0]) for r in cur.execute(delta_sids_sql(watermark)).fetchall()]
+        yield Folded(watermark, sorted(sids))
+    finally:
+        cur.rollback()  # it only read
+
+
 def failing_tests(cur: duckdb.DuckDBPyConnection, window: Window) -> list[int]:
     """The tests that failed in the window (any attempt; subtests aside)."""
     where, params = window.named("r")
@@ -52,21 +89,28 @@ def failing_tests(cur: duckdb.DuckDBPyConnection, window: Window) -> list[int]:
 
 
 def streams_cte(
-    window: Window, *, rollups: bool | None = None, tests: list[int] | None = None
+    window: Window,
+    *,
+    rollups: bool | None = None,
+    tests: list[int] | None = None,
+    reach: Folded | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """A ``WITH`` clause ending in a CTE ``streams``: one row per test and branch of the
     window, with every stream aggregate and ``same_commit``; and its parameters.
 
     ``rollups`` forces a path (tests compare them); by default the whole history reads
     the rollups and a smaller window its results. ``tests``: only these (over a window,
-    the rest is not read at all; a flaky list needs only `failing_tests`).
+    the rest is not read at all; a flaky list needs only `failing_tests`). The rollup
+    path needs ``reach`` from `folded`.
     """
     if rollups if rollups is not None else window.reads_rollups:
-        watermark = "(SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state)"
+        if reach is None:
+            raise ValueError("the rollups are read with their reach (streams.folded)")
+        watermark = reach.watermark
         sql = f"""
         WITH f AS ({finals_sql(f"r.stored_at > {watermark}")}),
         {stream_sql("f")},
-        delta AS ({same_commit_delta_sql(watermark)}),
+        delta AS ({same_commit_delta_sql(watermark, sids=reach.delta_sids)}),
         merged AS ({merge_sql("test_rollups", "stream", "delta")}),
         streams AS (SELECT * FROM merged WHERE {_scope(window)})
         """
@@ -89,11 +133,11 @@ def streams_cte(
     return sql, _params(window, sql)
 
 
-def buckets_cte(window: Window) -> tuple[str, dict[str, Any]]:
+def buckets_cte(window: Window, reach: Folded) -> tuple[str, dict[str, Any]]:
     """A ``WITH`` clause ending in a CTE ``buckets``: per test (all the window's
     branches together) and duration bucket, how many results; over the whole history,
-    from the rollups and the tail."""
-    watermark = "(SELECT coalesce(max(folded_until), TIMESTAMP '1970-01-01') FROM rollup_state)"
+    from the rollups and the tail (``reach``: from `folded`)."""
+    watermark = reach.watermark
     sql = f"""
     WITH tail AS ({finals_sql(f"r.stored_at > {watermark}")}),
     fresh AS ({durations_sql("tail")}),

@@ -39,6 +39,7 @@ __all__ = [
     "FoldResult",
     "Folder",
     "bucket_value_sql",
+    "delta_sids_sql",
     "durations_sql",
     "finals_sql",
     "fold",
@@ -144,12 +145,17 @@ def same_commit_sql(finals: str) -> str:
     ) GROUP BY test_id, branch"""
 
 
-def same_commit_delta_sql(after: str, until: str | None = None) -> str:
+def same_commit_delta_sql(
+    after: str, until: str | None = None, sids: list[int] | None = None
+) -> str:
     """Per test and branch: commits on which it both passed and failed counting the
     results stored up to ``until`` (all, if None), but not counting only those stored
     up to ``after`` (the watermark). The commits looked at are those of the results in
-    between; their runs' results are read by session."""
+    between; their runs' results are read by session. ``sids``: those runs, known
+    beforehand (`delta_sids_sql`), which lets a lake skip every other run's files."""
     upto = "" if until is None else f" AND r.stored_at <= {until}"
+    if sids is not None:
+        upto += f" AND r.sid IN ({', '.join(str(int(sid)) for sid in sids) or 'NULL'})"
     return f"""
     WITH touched AS (
         SELECT DISTINCT coalesce(u.branch, '') AS branch, u."commit"
@@ -175,6 +181,18 @@ def same_commit_delta_sql(after: str, until: str | None = None) -> str:
     SELECT test_id, branch, count(*) AS same_commit FROM flags
     WHERE bad_now AND good_now AND NOT (bad_then AND good_then)
     GROUP BY test_id, branch"""
+
+
+def delta_sids_sql(after: str) -> str:
+    """The runs whose results `same_commit_delta_sql` reads: those on the commits of
+    the results stored after ``after``."""
+    return f"""
+    SELECT DISTINCT u.sid FROM runs u JOIN (
+        SELECT DISTINCT coalesce(u.branch, '') AS branch, u."commit"
+        FROM results r JOIN runs u USING (sid)
+        WHERE r.stored_at > {after} AND u."commit" <> ''
+    ) t ON coalesce(u.branch, '') = t.branch AND u."commit" = t."commit"
+    """
 
 
 def merge_sql(old: str, new: str, delta: str) -> str:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from datacat_client import wire
 from datacat_server.queries.flaky import evidence_of, flaky_tests
 from datacat_server.queries.slow import slow_tests
-from datacat_server.queries.streams import streams_cte
+from datacat_server.queries.streams import folded, streams_cte
 from datacat_server.queries.window import recent_runs
 from datacat_server.store import Store
 from datacat_server.store.retention import RetentionPolicy
@@ -256,13 +256,15 @@ def _streams(store: Store, rollups: bool) -> dict[tuple[str, str], dict[str, Any
     window = recent_runs(cur, "p", None, 10_000)
     if window.empty:
         return {}
-    cte, params = streams_cte(window, rollups=rollups)
-    found = cur.execute(
-        cte + " SELECT t.nodeid, s.* FROM streams s JOIN tests t USING (test_id)", params
-    )
-    names = [d[0] for d in found.description or ()]
+    with folded(cur) as reach:
+        cte, params = streams_cte(window, rollups=rollups, reach=reach)
+        found = cur.execute(
+            cte + " SELECT t.nodeid, s.* FROM streams s JOIN tests t USING (test_id)", params
+        )
+        names = [d[0] for d in found.description or ()]
+        fetched = found.fetchall()
     out = {}
-    for row in found.fetchall():
+    for row in fetched:
         values = dict(zip(names, row, strict=True))
         out[(values["nodeid"], values["branch"])] = {k: values[k] for k in _COMPARED}
     return out
