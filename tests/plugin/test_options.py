@@ -99,6 +99,30 @@ def test_command_line_beats_environment_beats_ini(pytester: pytest.Pytester) -> 
     assert from_cli.labels == {"team": "cli", "tier": "1"}  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "ini"),
+    [
+        (["--datacat-quarantine", "--datacat-base=release"], {}, ""),
+        ([], {"DATACAT_QUARANTINE": "1", "DATACAT_BASE": "release"}, ""),
+        ([], {}, "datacat_quarantine = true\ndatacat_base = release"),
+    ],
+)
+def test_quarantine_and_the_base_branch_three_ways(
+    pytester: pytest.Pytester, args: list[str], env: dict[str, str], ini: str
+) -> None:
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    options = _options(pytester, "--datacat", *args, env=env)
+    assert options.quarantine is True  # type: ignore[attr-defined]
+    assert options.base == "release"  # type: ignore[attr-defined]
+
+
+def test_the_environment_turns_quarantine_off_over_the_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ndatacat_quarantine = true\n")
+    options = _options(pytester, "--datacat", env={"DATACAT_QUARANTINE": "0"})
+    assert options.quarantine is False  # type: ignore[attr-defined]
+
+
 def test_defaults(pytester: pytest.Pytester) -> None:
     options = _options(pytester, "--datacat")
     assert options is not None
@@ -107,6 +131,8 @@ def test_defaults(pytester: pytest.Pytester) -> None:
     assert options.hang_timeout == 60.0  # type: ignore[attr-defined]
     assert options.flush_timeout == 10.0  # type: ignore[attr-defined]
     assert options.capture == "failed"  # type: ignore[attr-defined]
+    assert options.quarantine is False  # type: ignore[attr-defined]
+    assert options.base is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
