@@ -57,6 +57,7 @@ def test_a_refused_statement_says_why_and_exits_1(live_server: ServerProcess) ->
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # 3-11 s here: out of the fast subset
 def test_query_the_file_directly_when_no_server_holds_it(tmp_path: Path) -> None:
     db = tmp_path / "direct.duckdb"
     with ServerProcess(db) as server:

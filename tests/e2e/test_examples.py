@@ -131,6 +131,7 @@ def test_window_tracking_example_deep_merges_the_state(
     assert names(details)[-1] == "session_ended"
 
 
+@pytest.mark.slow  # 3-11 s here: out of the fast subset
 def test_heartbeat_example_reports_a_hang_and_a_recovery(
     module_server: ServerProcess, tmp_path: Path
 ) -> None:

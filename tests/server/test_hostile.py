@@ -365,6 +365,7 @@ def _check_readable(app: Client, sid: str, records: list[Any]) -> None:
 
 
 @_HYPOTHESIS
+@pytest.mark.slow  # 3-11 s here: out of the fast subset
 @given(
     keep=st.sets(st.integers(min_value=1, max_value=9), max_size=9),
     mutations=_mutations,

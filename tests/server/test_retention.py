@@ -142,6 +142,7 @@ def _fill_days(path: Path, days: int, policy: RetentionPolicy | None) -> list[in
         store.close()
 
 
+@pytest.mark.slow  # 3-11 s here: out of the fast subset
 def test_the_file_stops_growing_under_a_steady_load_with_retention(tmp_path: Path) -> None:
     kept = _fill_days(tmp_path / "kept.duckdb", 14, RetentionPolicy(days=3))
     everything = _fill_days(tmp_path / "all.duckdb", 14, None)

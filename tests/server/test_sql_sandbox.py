@@ -297,6 +297,7 @@ def test_failures_name_no_path_and_no_home(sandbox: Sandbox) -> None:
             assert secret not in detail, (sql, detail)
 
 
+@pytest.mark.slow  # 3-11 s here: out of the fast subset
 def test_a_query_that_runs_forever_is_stopped_and_others_are_answered_meanwhile(
     sandbox: Sandbox,
 ) -> None:
