@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso, parse_session_id
+from datacat_server.queries._common import iso, parse_session_id, rows, select_list, structs
 
 __all__ = ["RunComparison", "RunSide", "TestChange", "compare_runs"]
 
@@ -95,16 +95,26 @@ CATEGORIES = (
 
 # The session serial is a parameter of each part (not a correlated subquery): DuckDB
 # then skips every row group of results but the run's.
-_SIDES = """
-SELECT s.id::VARCHAR, u.project, u.branch, u."commit", u.started_at, u.partial, u.duration,
-       (SELECT coalesce(sum(r.duration), 0) FROM results r
-        WHERE r.sid = $sid AND r.final AND r.subtest IS NULL),
-       (SELECT coalesce(map(list(k), list(n)), MAP {}) FROM (
+_SIDE_COLUMNS = select_list(
+    RunSide,
+    "u",
+    {
+        "id": "s.id::VARCHAR",
+        "commit": 'u."commit"',
+        "test_time": """(SELECT coalesce(sum(r.duration), 0) FROM results r
+            WHERE r.sid = $sid AND r.final AND r.subtest IS NULL)""",
+        "counts": """(SELECT coalesce(map(list(k), list(n)), MAP {}) FROM (
             SELECT CASE WHEN r.subtest IS NULL THEN '' ELSE 'subtests ' END
                      || r.outcome::VARCHAR AS k, count(*) AS n
-            FROM results r WHERE r.sid = $sid AND r.final GROUP BY ALL))
-FROM runs u JOIN sessions s USING (sid) WHERE u.sid = $sid
-"""
+            FROM results r WHERE r.sid = $sid AND r.final GROUP BY ALL))""",
+    },
+)
+_SIDE = f"SELECT {_SIDE_COLUMNS} FROM runs u JOIN sessions s USING (sid) WHERE u.sid = $sid"
+_SIDE_CONVERT: dict[str, Any] = {
+    "started_at": lambda v: iso(v) or "",
+    "test_time": float,
+    "counts": lambda v: dict(sorted(v.items())),
+}
 
 # One row per test (and subtest) in a category; the last final result of each in each
 # run. Failing means failed or error.
@@ -150,7 +160,7 @@ ranked AS (
     FROM c WHERE category IS NOT NULL
 )
 SELECT x.category, x.size, x.nodeid, x.subtest, x.base_outcome, x.outcome, x.base_call, x.call,
-       coalesce(dh.exc_message, db.exc_message)
+       coalesce(dh.exc_message, db.exc_message) AS message
 FROM ranked x
 LEFT JOIN result_details dh ON dh.sid = x.h_sid AND dh.seq = x.h_seq
 LEFT JOIN result_details db ON db.sid = x.b_sid AND db.seq = x.b_seq
@@ -171,18 +181,7 @@ def _sid(cur: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
 
 
 def _side(cur: duckdb.DuckDBPyConnection, sid: int) -> RunSide:
-    row = cur.execute(_SIDES, {"sid": sid}).fetchall()[0]
-    return RunSide(
-        id=row[0],
-        project=row[1],
-        branch=row[2],
-        commit=row[3],
-        started_at=iso(row[4]) or "",
-        partial=row[5],
-        duration=row[6],
-        test_time=float(row[7]),
-        counts=dict(sorted(row[8].items())),
-    )
+    return structs(cur.execute(_SIDE, {"sid": sid}), RunSide, _SIDE_CONVERT)[0]
 
 
 def compare_runs(
@@ -207,20 +206,20 @@ def compare_runs(
     }
     lists: dict[str, list[TestChange]] = {name: [] for name in CATEGORIES}
     sizes = dict.fromkeys(CATEGORIES, 0)
-    for row in cur.execute(_CHANGES, params).fetchall():
-        category, size, nodeid, subtest, base_outcome, outcome, base_call, call, message = row
-        sizes[category] = size
+    for row in rows(cur.execute(_CHANGES, params)):
+        sizes[row["category"]] = row["size"]
+        call, base_call = row["call"], row["base_call"]
         both = call is not None and base_call is not None
-        lists[category].append(
+        lists[row["category"]].append(
             TestChange(
-                nodeid=nodeid,
-                subtest=subtest,
-                base_outcome=base_outcome,
-                outcome=outcome,
+                nodeid=row["nodeid"],
+                subtest=row["subtest"],
+                base_outcome=row["base_outcome"],
+                outcome=row["outcome"],
                 base_duration=base_call,
                 duration=call,
                 factor=call / base_call if both and base_call > 0 else None,
-                message=message,
+                message=row["message"],
             )
         )
     this, other = _side(cur, run), _side(cur, base)

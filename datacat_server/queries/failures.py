@@ -29,7 +29,7 @@ from __future__ import annotations
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, rows
 from datacat_server.queries.window import Window
 
 __all__ = ["TREND_POINTS", "FailureCluster", "failure_clusters", "normalize_message_sql"]
@@ -130,10 +130,11 @@ per_run AS (
         FROM g SEMI JOIN c USING (exc_type, signature) GROUP BY ALL
     ) GROUP BY ALL
 )
-SELECT c.exc_type, c.signature, c.n, c.test_count,
+SELECT c.exc_type, c.signature, c.n AS count, c.test_count,
        (SELECT list(t.nodeid ORDER BY t.nodeid) FROM tests t
-        WHERE t.test_id IN (SELECT unnest(c.test_ids))),
-       c.first_seen, c.last_seen, s1.id::VARCHAR, c.example, s.id::VARCHAR, p.sids, p.ns
+        WHERE t.test_id IN (SELECT unnest(c.test_ids))) AS tests,
+       c.first_seen, c.last_seen, s1.id::VARCHAR AS first_run, c.example,
+       s.id::VARCHAR AS example_run, p.sids, p.ns
 FROM c JOIN per_run p USING (exc_type, signature)
 LEFT JOIN sessions s ON s.sid = c.example_sid
 LEFT JOIN sessions s1 ON s1.sid = c.first_sid
@@ -154,22 +155,22 @@ def failure_clusters(
     position = {sid: i // per_point for i, sid in enumerate(oldest_first)}
     points = -(-len(oldest_first) // per_point)
     clusters = []
-    for row in cur.execute(sql, [*params, limit]).fetchall():
+    for row in rows(cur.execute(sql, [*params, limit])):
         trend = [0] * points
-        for sid, n in zip(row[10], row[11], strict=True):
+        for sid, n in zip(row["sids"], row["ns"], strict=True):
             trend[position[sid]] += n
         clusters.append(
             FailureCluster(
-                exc_type=row[0],
-                signature=row[1],
-                count=row[2],
-                test_count=row[3],
-                tests=list(row[4] or []),
-                first_seen=iso(row[5]),
-                last_seen=iso(row[6]),
-                first_run=row[7],
-                example=row[8],
-                example_run=row[9],
+                exc_type=row["exc_type"],
+                signature=row["signature"],
+                count=row["count"],
+                test_count=row["test_count"],
+                tests=list(row["tests"] or []),
+                first_seen=iso(row["first_seen"]),
+                last_seen=iso(row["last_seen"]),
+                first_run=row["first_run"],
+                example=row["example"],
+                example_run=row["example_run"],
                 trend=trend,
                 trend_runs=per_point,
             )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import duckdb
 import msgspec
 
+from datacat_server.queries._common import select_list, structs
 from datacat_server.queries.flaky import FLAKY_RULE
 from datacat_server.store.rollups import finals_sql, same_commit_sql, stream_sql
 
@@ -40,6 +41,18 @@ class BranchRun(msgspec.Struct, frozen=True):
         return self.passed / total if total else None
 
 
+#: Each `BranchRun` field: the ``runs`` column of its name unless named here.
+_LATEST_COLUMNS = select_list(
+    BranchRun,
+    "u",
+    {
+        "passed": "coalesce(CAST(u.counts->>'passed' AS INTEGER), 0)",
+        "failed": "coalesce(CAST(u.counts->>'failed' AS INTEGER), 0)"
+        " + coalesce(CAST(u.counts->>'error' AS INTEGER), 0)",
+        "received_at": "epoch_us(u.received_at) / 1e6",
+    },
+)
+
 _LATEST = """
 WITH recent_branches AS (
     SELECT project, branch FROM runs WHERE project IN (SELECT unnest($projects::VARCHAR[]))
@@ -48,18 +61,14 @@ WITH recent_branches AS (
         PARTITION BY project ORDER BY max(received_at) DESC, max(sid) DESC
     ) <= $branches
 )
-SELECT u.project, u.branch,
-       coalesce(CAST(u.counts->>'passed' AS INTEGER), 0),
-       coalesce(CAST(u.counts->>'failed' AS INTEGER), 0)
-         + coalesce(CAST(u.counts->>'error' AS INTEGER), 0),
-       u.duration, epoch_us(u.received_at) / 1e6
+SELECT {columns}
 FROM runs u SEMI JOIN recent_branches USING (project, branch)
 WHERE u.finished_at IS NOT NULL
 QUALIFY row_number() OVER (
     PARTITION BY u.project, u.branch ORDER BY u.received_at DESC, u.sid DESC
 ) = 1
 ORDER BY u.project, u.branch
-"""
+""".replace("{columns}", _LATEST_COLUMNS)
 
 
 def latest_runs(
@@ -69,8 +78,9 @@ def latest_runs(
     each project (a branch whose runs have not finished yet has none)."""
     if not projects:
         return []
-    found = cur.execute(_LATEST, {"projects": list(projects), "branches": branches}).fetchall()
-    return [BranchRun(*row) for row in found]
+    return structs(
+        cur.execute(_LATEST, {"projects": list(projects), "branches": branches}), BranchRun
+    )
 
 
 _FLAKY_COUNTS = """

@@ -25,7 +25,8 @@ import duckdb
 import msgspec
 
 from datacat_server.errors import InvalidInputError
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, select_list, structs
+from datacat_server.queries._common import rows as rows_by_name
 from datacat_server.queries.state_filter import state_filter
 
 __all__ = [
@@ -151,6 +152,9 @@ def _points(values: str, aggregation: str, counter: bool) -> tuple[str, str]:
     )
 
 
+_POINT_COLUMNS = select_list(MetricPoint, "p", {"timestamp": "p.ts"})
+
+
 def metric_series(
     cur: duckdb.DuckDBPyConnection,
     name: str,
@@ -177,17 +181,23 @@ def metric_series(
     )
     points_sql, average = _points(values, aggregation, kind == "counter")
     params = [*source_params, *where_params]
-    row = cur.execute(
-        f"WITH p AS ({points_sql}) SELECT count(*), max(value), {average}, min(value),"
-        " count(DISTINCT session_id) FROM p",
-        params,
-    ).fetchone()
-    total, peak, mean, low, sessions = row if row else (0, None, None, None, 0)
-    rows = cur.execute(
-        "SELECT session_id, ts, value FROM"
-        f" (SELECT * FROM ({points_sql}) ORDER BY ts DESC LIMIT ?) ORDER BY ts",
-        [*params, limit],
-    ).fetchall()
+    stats = rows_by_name(
+        cur.execute(
+            f"WITH p AS ({points_sql}) SELECT count(*) AS total, max(value) AS peak,"
+            f" {average} AS average, min(value) AS low,"
+            " count(DISTINCT session_id) AS sessions FROM p",
+            params,
+        )
+    )[0]
+    points = structs(
+        cur.execute(
+            f"SELECT {_POINT_COLUMNS} FROM"
+            f" (SELECT * FROM ({points_sql}) ORDER BY ts DESC LIMIT ?) p ORDER BY p.ts",
+            [*params, limit],
+        ),
+        MetricPoint,
+        {"timestamp": lambda v: iso(v) or ""},
+    )
     return MetricSeries(
         name=name,
         unit=unit,
@@ -197,12 +207,12 @@ def metric_series(
         filter=filter_mode,
         path=path,
         value=value,
-        points=[MetricPoint(session_id=r[0], timestamp=iso(r[1]) or "", value=r[2]) for r in rows],
-        peak=peak,
-        average=mean,
-        min=low,
-        sessions_matched=sessions,
-        truncated=total > limit,
+        points=points,
+        peak=stats["peak"],
+        average=stats["average"],
+        min=stats["low"],
+        sessions_matched=stats["sessions"],
+        truncated=stats["total"] > limit,
     )
 
 

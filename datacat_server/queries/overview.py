@@ -6,6 +6,7 @@ import duckdb
 import msgspec
 
 from datacat_server.queries._common import iso
+from datacat_server.queries._common import rows as rows_by_name
 from datacat_server.queries.flaky import FlakyTest, flaky_tests
 from datacat_server.queries.runs import RunInfo, get_runs, list_runs
 from datacat_server.queries.sessions import (
@@ -80,34 +81,34 @@ def _rate(passed: int, failed: int) -> float | None:
     return passed / (passed + failed) if passed + failed else None
 
 
+_WHOLE_RUNS = """
+SELECT s.id::VARCHAR AS run, u.started_at, u.branch,
+       coalesce(CAST(u.counts->>'passed' AS INTEGER), 0) AS passed,
+       coalesce(CAST(u.counts->>'failed' AS INTEGER), 0)
+         + coalesce(CAST(u.counts->>'error' AS INTEGER), 0) AS failed
+FROM runs u JOIN sessions s USING (sid)
+WHERE u.sid IN (SELECT unnest(?::INTEGER[])) AND u.finished_at IS NOT NULL
+  AND NOT u.partial
+ORDER BY u.received_at, u.sid
+"""
+
+
 def pass_rate(cur: duckdb.DuckDBPyConnection, window: Window) -> list[PassRatePoint]:
     """Each finished whole run's pass rate, oldest first (partial runs left out: their
     rate says nothing about the suite)."""
     if window.empty:
         return []
-    rows = cur.execute(
-        """
-        SELECT s.id::VARCHAR, u.started_at, u.branch,
-               coalesce(CAST(u.counts->>'passed' AS INTEGER), 0) AS passed,
-               coalesce(CAST(u.counts->>'failed' AS INTEGER), 0)
-                 + coalesce(CAST(u.counts->>'error' AS INTEGER), 0) AS failed
-        FROM runs u JOIN sessions s USING (sid)
-        WHERE u.sid IN (SELECT unnest(?::INTEGER[])) AND u.finished_at IS NOT NULL
-          AND NOT u.partial
-        ORDER BY u.received_at, u.sid
-        """,
-        [window.sids],
-    ).fetchall()
+    found = rows_by_name(cur.execute(_WHOLE_RUNS, [window.sids]))
     return [
         PassRatePoint(
-            run=row[0],
-            started_at=iso(row[1]) or "",
-            branch=row[2],
-            passed=row[3],
-            failed=row[4],
-            rate=_rate(row[3], row[4]),
+            run=row["run"],
+            started_at=iso(row["started_at"]) or "",
+            branch=row["branch"],
+            passed=row["passed"],
+            failed=row["failed"],
+            rate=_rate(row["passed"], row["failed"]),
         )
-        for row in rows
+        for row in found
     ]
 
 

@@ -8,10 +8,12 @@ the query layer like everything else.
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, select_list, structs
 from datacat_server.store.quarantine import (
     DEFAULT_RELEASE_AFTER,
     Change,
@@ -37,16 +39,21 @@ __all__ = [
 ]
 
 
+_SINCE: dict[str, Any] = {"since": lambda v: iso(v) or ""}
+
+
 def entry(cur: duckdb.DuckDBPyConnection, project: str, nodeid: str) -> QuarantineEntry | None:
     """The test's place in quarantine, or None when it is not in quarantine."""
-    found = cur.execute(
-        "SELECT nodeid, mode, reason, since, who FROM quarantine WHERE project = ? AND nodeid = ?",
-        [project, nodeid],
-    ).fetchall()
-    if not found:
-        return None
-    nodeid, mode, reason, since, who = found[0]
-    return QuarantineEntry(nodeid, mode, reason, iso(since) or "", who)
+    found = structs(
+        cur.execute(
+            f"SELECT {select_list(QuarantineEntry, 'q', {})} FROM quarantine q"
+            " WHERE q.project = ? AND q.nodeid = ?",
+            [project, nodeid],
+        ),
+        QuarantineEntry,
+        _SINCE,
+    )
+    return found[0] if found else None
 
 
 def quarantine_projects(cur: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -80,6 +87,25 @@ class RunQuarantine(msgspec.Struct):
     who: str
 
 
+#: The quarantine in force at the start if the test was in it then, else the current one.
+_RUN_COLUMNS = select_list(
+    RunQuarantine,
+    "f",
+    {
+        "at_start": "s.action = 'add'",
+        "now": "q.nodeid IS NOT NULL",
+        **{
+            name: f"CASE WHEN s.action = 'add' THEN s.{logged} ELSE q.{name} END"
+            for name, logged in (
+                ("mode", "mode"),
+                ("reason", "reason"),
+                ("since", "changed_at"),
+                ("who", "who"),
+            )
+        },
+    },
+)
+
 _RUN_QUARANTINE = """
 WITH run AS (
     SELECT u.sid, u.project, u.received_at FROM runs u JOIN sessions s USING (sid)
@@ -95,33 +121,19 @@ at_start AS (
     WHERE l.nodeid IN (SELECT nodeid FROM failed)
     QUALIFY row_number() OVER (PARTITION BY l.nodeid ORDER BY l.changed_at DESC) = 1
 )
-SELECT f.nodeid, s.action = 'add' AS at_start, q.nodeid IS NOT NULL AS now,
-       CASE WHEN s.action = 'add' THEN s.mode ELSE q.mode END,
-       CASE WHEN s.action = 'add' THEN s.reason ELSE q.reason END,
-       CASE WHEN s.action = 'add' THEN s.changed_at ELSE q.since END,
-       CASE WHEN s.action = 'add' THEN s.who ELSE q.who END
+SELECT {columns}
 FROM failed f
 LEFT JOIN at_start s USING (nodeid)
 LEFT JOIN quarantine q ON q.project = (SELECT project FROM run) AND q.nodeid = f.nodeid
 WHERE s.action = 'add' OR q.nodeid IS NOT NULL
 ORDER BY f.nodeid
-"""
+""".replace("{columns}", _RUN_COLUMNS)
 
 
 def run_quarantine(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, RunQuarantine]:
     """The tests that failed in run ``run_id`` (an attempt, or a subtest) and were in
     quarantine when the run started (by the server's clock, which the quarantine's log
     keeps) or are in it now, by node id."""
-    found = cur.execute(_RUN_QUARANTINE, {"run": run_id}).fetchall()
-    return {
-        row[0]: RunQuarantine(
-            nodeid=row[0],
-            at_start=bool(row[1]),
-            now=bool(row[2]),
-            mode=row[3],
-            reason=row[4],
-            since=iso(row[5]) or "",
-            who=row[6],
-        )
-        for row in found
-    }
+    found = cur.execute(_RUN_QUARANTINE, {"run": run_id})
+    convert: dict[str, Any] = {"at_start": bool, "now": bool, **_SINCE}
+    return {test.nodeid: test for test in structs(found, RunQuarantine, convert)}

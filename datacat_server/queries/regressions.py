@@ -37,7 +37,7 @@ import statistics
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, rows
 from datacat_server.queries.changepoint import (
     FLOOR_NOISE,
     FLOOR_SECONDS,
@@ -172,13 +172,14 @@ best AS (
            ) AS bound
     FROM cuts GROUP BY test_id, branch
 )
-SELECT s.test_id, s.branch, list(s.x ORDER BY s.k), list(s.sid ORDER BY s.k)
+SELECT s.test_id, s.branch, list(s.x ORDER BY s.k) AS durations,
+       list(s.sid ORDER BY s.k) AS sids
 FROM s SEMI JOIN (SELECT test_id, branch FROM best WHERE bound >= $z) USING (test_id, branch)
 GROUP BY s.test_id, s.branch
 """
 
 _RUNS = """
-SELECT u.sid, s.id::VARCHAR, u."commit", u.started_at
+SELECT u.sid, s.id::VARCHAR AS run, u."commit", u.started_at
 FROM runs u JOIN sessions s USING (sid) WHERE u.sid IN (SELECT unnest(?::INTEGER[]))
 """
 
@@ -243,17 +244,21 @@ def regressions(
         "z": statistics.NormalDist().inv_cdf(1 - max(max_p, 1e-15) / 2) * 0.999,
     }
     found = []
-    for test_id, branch, durations, sids in cur.execute(sql, params).fetchall():
+    for series in rows(cur.execute(sql, params)):
         shift = latest_slowdown(
-            durations, threshold=threshold, min_seconds=min_seconds, max_p=max_p, min_after=min_runs
+            series["durations"],
+            threshold=threshold,
+            min_seconds=min_seconds,
+            max_p=max_p,
+            min_after=min_runs,
         )
         if shift is None:
             continue
-        c = shift.index
+        c, sids = shift.index, series["sids"]
         found.append(
             _Found(
-                test_id=test_id,
-                branch=branch,
+                test_id=series["test_id"],
+                branch=series["branch"],
                 sid=sids[c],
                 previous_sid=sids[c - 1],
                 before=shift.before,
@@ -278,18 +283,18 @@ def _described(cur: duckdb.DuckDBPyConnection, found: list[_Found], limit: int) 
         ).fetchall()
     )
     sids = {f.sid for f in found} | {f.previous_sid for f in found}
-    runs = {row[0]: row[1:] for row in cur.execute(_RUNS, [sorted(sids)]).fetchall()}
+    runs = {run["sid"]: run for run in rows(cur.execute(_RUNS, [sorted(sids)]))}
     out = []
     for f in found:
-        run_id, commit, started_at = runs[f.sid]
+        run = runs[f.sid]
         out.append(
             Regression(
                 nodeid=names[f.test_id],
                 branch=f.branch,
-                run=run_id,
-                commit=commit,
-                started_at=iso(started_at) or "",
-                previous_commit=runs[f.previous_sid][1],
+                run=run["run"],
+                commit=run["commit"],
+                started_at=iso(run["started_at"]) or "",
+                previous_commit=runs[f.previous_sid]["commit"],
                 before=f.before,
                 after=f.after,
                 factor=f.factor,

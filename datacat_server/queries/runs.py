@@ -345,11 +345,12 @@ def run_hangs(cur: duckdb.DuckDBPyConnection, run_id: str) -> list[HangEvent]:
     key = parse_session_id(run_id)
     if key is None:
         return []
-    rows = cur.execute(
-        "SELECT e.ts, e.name, e.data FROM event_log e JOIN sessions s USING (sid)"
-        " WHERE s.id = CAST(? AS UUID)"
+    found = cur.execute(
+        f"SELECT {select_list(HangEvent, 'e', {'timestamp': 'e.ts'})}"
+        " FROM event_log e JOIN sessions s USING (sid) WHERE s.id = CAST(? AS UUID)"
         " AND e.name IN ('application_appears_hung', 'application_recovered')"
         " ORDER BY e.ts, e.seq",
         [key],
-    ).fetchall()
-    return [HangEvent(iso(ts) or "", name, decode_json(data) or {}) for ts, name, data in rows]
+    )
+    convert = {"timestamp": lambda v: iso(v) or "", "data": lambda v: decode_json(v) or {}}
+    return structs(found, HangEvent, convert)

@@ -9,7 +9,14 @@ from typing import Any
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import decode_json, iso, parse_session_id
+from datacat_server.queries._common import (
+    decode_json,
+    iso,
+    parse_session_id,
+    select_list,
+    structs,
+)
+from datacat_server.queries._common import rows as rows_by_name
 from datacat_server.queries.state_filter import state_filter
 
 __all__ = [
@@ -68,67 +75,73 @@ class SessionDetail(msgspec.Struct):
 
 
 _SESSION_COLUMNS = (
-    "sid, id::VARCHAR, name, product, version, labels, created_at, updated_at, ended_at,"
-    " status, state, in_progress"
+    "sid, id::VARCHAR AS id, name, product, version, labels, created_at, updated_at,"
+    " ended_at, status, state, in_progress"
 )
 
 
-def _detail(
-    row: tuple[Any, ...], events: list[EventOut], metrics: list[MetricOut]
-) -> SessionDetail:
+def _detail(row: dict[str, Any], events: list[EventOut], metrics: list[MetricOut]) -> SessionDetail:
+    """A session from its `_SESSION_COLUMNS`."""
     return SessionDetail(
-        id=row[1],
-        name=row[2],
-        project=row[3],
-        version=row[4],
-        labels=dict(row[5] or {}),
-        created_at=iso(row[6]) or "",
-        updated_at=iso(row[7]) or "",
-        ended_at=iso(row[8]),
-        active=row[8] is None,
-        status=row[9],
-        state=decode_json(row[10]) or {},
-        in_progress=decode_json(row[11]) or {},
+        id=row["id"],
+        name=row["name"],
+        project=row["product"],
+        version=row["version"],
+        labels=dict(row["labels"] or {}),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        ended_at=iso(row["ended_at"]),
+        active=row["ended_at"] is None,
+        status=row["status"],
+        state=decode_json(row["state"]) or {},
+        in_progress=decode_json(row["in_progress"]) or {},
         events=events,
         metrics=metrics,
     )
 
 
+def _event(row: dict[str, Any]) -> EventOut:
+    return EventOut(iso(row["timestamp"]) or "", row["name"], decode_json(row["data"]))
+
+
+def _metric(row: dict[str, Any]) -> MetricOut:
+    return MetricOut(iso(row["timestamp"]) or "", row["name"], row["value"], list(row["tags"]))
+
+
 def _events_of(cur: duckdb.DuckDBPyConnection, sids: list[int]) -> dict[int, list[EventOut]]:
-    rows = cur.execute(
-        "SELECT sid, timestamp, name, data FROM events WHERE sid IN (SELECT unnest($1))"
-        " ORDER BY sid, timestamp, seq NULLS LAST",
-        [sids],
-    ).fetchall()
+    rows = rows_by_name(
+        cur.execute(
+            "SELECT sid, timestamp, name, data FROM events WHERE sid IN (SELECT unnest($1))"
+            " ORDER BY sid, timestamp, seq NULLS LAST",
+            [sids],
+        )
+    )
     out: dict[int, list[EventOut]] = defaultdict(list)
-    for sid, ts, name, data in rows:
-        out[sid].append(EventOut(iso(ts) or "", name, decode_json(data)))
+    for row in rows:
+        out[row["sid"]].append(_event(row))
     return out
 
 
 def _metrics_of(cur: duckdb.DuckDBPyConnection, sids: list[int]) -> dict[int, list[MetricOut]]:
-    rows = cur.execute(
-        "SELECT sid, timestamp, name, value, tags FROM metrics WHERE sid IN (SELECT unnest($1))"
-        " ORDER BY sid, timestamp, seq NULLS LAST",
-        [sids],
-    ).fetchall()
+    rows = rows_by_name(
+        cur.execute(
+            "SELECT sid, timestamp, name, value, tags FROM metrics"
+            " WHERE sid IN (SELECT unnest($1)) ORDER BY sid, timestamp, seq NULLS LAST",
+            [sids],
+        )
+    )
     out: dict[int, list[MetricOut]] = defaultdict(list)
-    for sid, ts, name, value, tags in rows:
-        out[sid].append(MetricOut(iso(ts) or "", name, value, list(tags)))
+    for row in rows:
+        out[row["sid"]].append(_metric(row))
     return out
 
 
 def get_session(cur: duckdb.DuckDBPyConnection, session_id: str) -> SessionDetail | None:
     """One session with its events and metrics, or None if there is no such session."""
-    key = parse_session_id(session_id)
-    if key is None:
-        return None
-    row = cur.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
-    ).fetchone()
+    row = session_row(cur, session_id)
     if row is None:
         return None
-    sid = row[0]
+    sid = row["sid"]
     return _detail(row, _events_of(cur, [sid]).get(sid, []), _metrics_of(cur, [sid]).get(sid, []))
 
 
@@ -150,41 +163,31 @@ def session_view(
 ) -> SessionView | None:
     """One session with its latest ``events`` events and its latest ``values_per_metric``
     values of each metric (oldest first), or None if there is no such session."""
-    key = parse_session_id(session_id)
-    if key is None:
+    row = session_row(cur, session_id)
+    if row is None:
         return None
-    rows = cur.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
-    ).fetchall()
-    if not rows:
-        return None
-    sid = rows[0][0]
-    event_rows = cur.execute(
-        "SELECT timestamp, name, data, count(*) OVER () FROM events WHERE sid = ?"
-        " ORDER BY timestamp DESC, seq DESC NULLS FIRST LIMIT ?",
-        [sid, events],
-    ).fetchall()
-    metric_rows = cur.execute(
-        "SELECT timestamp, name, value, tags, count(*) OVER (PARTITION BY name) FROM metrics"
-        " WHERE sid = ? QUALIFY row_number() OVER"
-        " (PARTITION BY name ORDER BY timestamp DESC, seq DESC NULLS FIRST) <= ?"
-        " ORDER BY timestamp, seq NULLS LAST",
-        [sid, values_per_metric],
-    ).fetchall()
-    totals: dict[str, int] = {}
-    for _, name, _, _, count in metric_rows:
-        totals[name] = count
-    latest_events = [
-        EventOut(iso(ts) or "", name, decode_json(data)) for ts, name, data, _ in event_rows
-    ]
-    values = [
-        MetricOut(iso(ts) or "", name, value, list(tags))
-        for ts, name, value, tags, _ in metric_rows
-    ]
+    event_rows = rows_by_name(
+        cur.execute(
+            "SELECT timestamp, name, data, count(*) OVER () AS total FROM events WHERE sid = ?"
+            " ORDER BY timestamp DESC, seq DESC NULLS FIRST LIMIT ?",
+            [row["sid"], events],
+        )
+    )
+    metric_rows = rows_by_name(
+        cur.execute(
+            "SELECT timestamp, name, value, tags, count(*) OVER (PARTITION BY name) AS total"
+            " FROM metrics WHERE sid = ? QUALIFY row_number() OVER"
+            " (PARTITION BY name ORDER BY timestamp DESC, seq DESC NULLS FIRST) <= ?"
+            " ORDER BY timestamp, seq NULLS LAST",
+            [row["sid"], values_per_metric],
+        )
+    )
     return SessionView(
-        session=_detail(rows[0], latest_events[::-1], values),
-        events_total=event_rows[0][3] if event_rows else 0,
-        metric_totals=totals,
+        session=_detail(
+            row, [_event(e) for e in reversed(event_rows)], [_metric(m) for m in metric_rows]
+        ),
+        events_total=event_rows[0]["total"] if event_rows else 0,
+        metric_totals={m["name"]: m["total"] for m in metric_rows},
     )
 
 
@@ -207,9 +210,10 @@ def _json_list(cur: duckdb.DuckDBPyConnection, sql: str, sid: int, make: Any) ->
     """The rows of ``sql`` (one session's events or metrics, in order) as the items of
     a JSON list, a chunk at a time, comma-separated."""
     cur.execute(sql, [sid])
+    names = [d[0] for d in cur.description or ()]
     first = True
     while rows := cur.fetchmany(STREAM_CHUNK):
-        body = _encode([make(row) for row in rows])[1:-1]
+        body = _encode([make(dict(zip(names, row, strict=True))) for row in rows])[1:-1]
         if body:
             yield body if first else b"," + body
             first = False
@@ -224,17 +228,13 @@ _METRICS_SQL = (
 )
 
 
-def _event_item(row: tuple[Any, ...]) -> _RawEvent:
+def _raw_event(row: dict[str, Any]) -> _RawEvent:
     # The stored JSON text goes out as it is: no parse and re-encode per event.
-    data = msgspec.Raw(row[2].encode()) if row[2] is not None else _NULL
-    return _RawEvent(iso(row[0]) or "", row[1], data)
+    data = msgspec.Raw(row["data"].encode()) if row["data"] is not None else _NULL
+    return _RawEvent(iso(row["timestamp"]) or "", row["name"], data)
 
 
-def _metric_item(row: tuple[Any, ...]) -> MetricOut:
-    return MetricOut(iso(row[0]) or "", row[1], row[2], list(row[3]))
-
-
-def session_json(cur: duckdb.DuckDBPyConnection, row: tuple[Any, ...]) -> Iterator[bytes]:
+def session_json(cur: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> Iterator[bytes]:
     """One session as `SessionDetail`'s JSON, in chunks (``cur`` is the generator's
     own: it may be resumed on another thread)."""
     head = _encode(_detail(row, [], []))
@@ -242,20 +242,22 @@ def session_json(cur: duckdb.DuckDBPyConnection, row: tuple[Any, ...]) -> Iterat
     tail = b'"events":[],"metrics":[]}'
     assert head.endswith(tail)
     yield head[: -len(tail)] + b'"events":['
-    yield from _json_list(cur, _EVENTS_SQL, row[0], _event_item)
+    yield from _json_list(cur, _EVENTS_SQL, row["sid"], _raw_event)
     yield b'],"metrics":['
-    yield from _json_list(cur, _METRICS_SQL, row[0], _metric_item)
+    yield from _json_list(cur, _METRICS_SQL, row["sid"], _metric)
     yield b"]}"
 
 
-def session_row(cur: duckdb.DuckDBPyConnection, session_id: str) -> tuple[Any, ...] | None:
-    """The stored fields of one session (for `session_json`), or None."""
+def session_row(cur: duckdb.DuckDBPyConnection, session_id: str) -> dict[str, Any] | None:
+    """The stored fields of one session by name (for `session_json`), or None."""
     key = parse_session_id(session_id)
     if key is None:
         return None
-    rows = cur.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
-    ).fetchall()
+    rows = rows_by_name(
+        cur.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM session_status WHERE id = CAST(? AS UUID)", [key]
+        )
+    )
     return rows[0] if rows else None
 
 
@@ -275,10 +277,12 @@ def sessions_json(
     yield b"["
     while remaining is None or remaining > 0:
         size = chunk if remaining is None else min(chunk, remaining)
-        rows = cur.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM session_status ORDER BY sid LIMIT ? OFFSET ?",
-            [size, position],
-        ).fetchall()
+        rows = rows_by_name(
+            cur.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM session_status ORDER BY sid LIMIT ? OFFSET ?",
+                [size, position],
+            )
+        )
         for row in rows:
             if not first:
                 yield b","
@@ -313,6 +317,15 @@ class StatePatch(msgspec.Struct):
 
 
 STATUSES = ("running", "ended", "hung", "crashed")
+
+#: `SessionSummary`'s fields from ``session_status`` (s).
+_SUMMARY_COLUMNS = select_list(SessionSummary, "s", {"id": "s.id::VARCHAR", "project": "s.product"})
+_SUMMARY_CONVERT: dict[str, Any] = {
+    "labels": lambda v: dict(v or {}),
+    "created_at": lambda v: iso(v) or "",
+    "updated_at": lambda v: iso(v) or "",
+    "ended_at": iso,
+}
 
 
 def list_sessions(
@@ -351,27 +364,12 @@ def list_sessions(
         clause, clause_params = state_filter("current", path, value)
         where.append(clause)
         params += clause_params
-    rows = cur.execute(
-        "SELECT s.id::VARCHAR, s.name, s.product, s.version, s.labels, s.status,"
-        " s.created_at, s.updated_at, s.ended_at FROM session_status s"
+    found = cur.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM session_status s"
         f" WHERE {' AND '.join(where)} ORDER BY s.sid DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
-    ).fetchall()
-    return [_summary(row) for row in rows]
-
-
-def _summary(row: tuple[Any, ...]) -> SessionSummary:
-    return SessionSummary(
-        id=row[0],
-        name=row[1],
-        project=row[2],
-        version=row[3],
-        labels=dict(row[4] or {}),
-        status=row[5],
-        created_at=iso(row[6]) or "",
-        updated_at=iso(row[7]) or "",
-        ended_at=iso(row[8]),
     )
+    return structs(found, SessionSummary, _SUMMARY_CONVERT)
 
 
 #: Sessions in trouble, and what a session belongs to: a test run's session to its
@@ -390,13 +388,12 @@ def problem_sessions(
     (a test run's session belongs to its run's project, another program's to the one
     it named), or of every project when it is None."""
     where, params = ("TRUE", []) if project is None else (f"{_OWNER} = ?", [project])
-    rows = cur.execute(
-        "SELECT s.id::VARCHAR, s.name, s.product, s.version, s.labels, s.status,"
-        f" s.created_at, s.updated_at, s.ended_at {_PROBLEMS} AND {where}"
+    found = cur.execute(
+        f"SELECT {_SUMMARY_COLUMNS} {_PROBLEMS} AND {where}"
         " ORDER BY s.updated_at DESC, s.sid DESC LIMIT ?",
         [*params, limit],
-    ).fetchall()
-    return [_summary(row) for row in rows]
+    )
+    return structs(found, SessionSummary, _SUMMARY_CONVERT)
 
 
 def problems_elsewhere(cur: duckdb.DuckDBPyConnection, project: str | None) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, select_list, structs
 from datacat_server.queries._common import rows as rows_by_name
 from datacat_server.queries.flaky import evidence_of, run_labels
 from datacat_server.queries.streams import streams_cte
@@ -58,20 +58,36 @@ class TestHistory(msgspec.Struct):
     evidence: list[str] = []
 
 
+#: Each `HistoryPoint` field: a column of ``w`` (the run) or its last attempt's value.
+_POINT_COLUMNS = select_list(
+    HistoryPoint,
+    "w",
+    {
+        "commit": 'w."commit"',
+        **{
+            name: f"arg_max({column}, r.attempt)"
+            for name, column in (
+                ("outcome", "r.outcome::VARCHAR"),
+                ("duration", "r.duration"),
+                ("exc_type", "d.exc_type"),
+                ("message", "d.exc_message"),
+            )
+        },
+        "attempts": "count(*)",
+    },
+)
+
 _SQL = """
 WITH w AS (
     SELECT u.sid, u.started_at, u.branch, u."commit", s.id::VARCHAR AS run
     FROM runs u JOIN sessions s USING (sid) WHERE u.sid IN (SELECT unnest(?::INTEGER[]))
 )
-SELECT w.run, w.started_at, w.branch, w."commit",
-       arg_max(r.outcome::VARCHAR, r.attempt) AS outcome,
-       arg_max(r.duration, r.attempt) AS duration, count(*) AS attempts,
-       arg_max(d.exc_type, r.attempt) AS exc_type, arg_max(d.exc_message, r.attempt) AS message
+SELECT {columns}
 FROM results r JOIN w USING (sid) LEFT JOIN result_details d USING (sid, seq)
 WHERE {window} AND r.test_id = ? AND r.subtest IS NULL
 GROUP BY ALL
 ORDER BY w.started_at, w.run
-"""
+""".replace("{columns}", _POINT_COLUMNS)
 
 
 _FLAKY_COMMITS = """
@@ -90,33 +106,26 @@ def test_history(
     Whether it is flaky, and since when it fails, come from its stream aggregates (the
     flaky list's own, `queries/streams.py`), so the test page and the flaky list agree.
     """
-    test = cur.execute(
-        "SELECT test_id, file, line, markers FROM tests WHERE project = ? AND nodeid = ?",
-        [project, nodeid],
-    ).fetchall()
-    if not test:
+    tests = rows_by_name(
+        cur.execute(
+            "SELECT test_id, file, line, markers FROM tests WHERE project = ? AND nodeid = ?",
+            [project, nodeid],
+        )
+    )
+    if not tests:
         return None
-    test_id, file, line, markers = test[0]
+    test = tests[0]
+    test_id = test["test_id"]
     points: list[HistoryPoint] = []
     aggregates: list[dict[str, Any]] = []
     flaky_commits: list[str] = []
     if not window.empty:
         where, params = window.where()
-        rows = cur.execute(_SQL.replace("{window}", where), [window.sids, *params, test_id])
-        points = [
-            HistoryPoint(
-                run=row[0],
-                started_at=iso(row[1]) or "",
-                branch=row[2],
-                commit=row[3],
-                outcome=row[4],
-                duration=row[5],
-                attempts=row[6],
-                exc_type=row[7],
-                message=row[8],
-            )
-            for row in rows.fetchall()
-        ]
+        points = structs(
+            cur.execute(_SQL.replace("{window}", where), [window.sids, *params, test_id]),
+            HistoryPoint,
+            {"started_at": lambda v: iso(v) or ""},
+        )
         cte, cte_params = streams_cte(window, rollups=False, tests=[test_id])
         aggregates = rows_by_name(cur.execute(cte + " SELECT * FROM streams", cte_params))
         where, window_params = window.named("r")
@@ -145,9 +154,9 @@ def test_history(
     return TestHistory(
         nodeid=nodeid,
         project=project,
-        file=file,
-        line=line,
-        markers=list(markers or []),
+        file=test["file"],
+        line=test["line"],
+        markers=list(test["markers"] or []),
         points=points,
         runs=sum(a["runs"] for a in aggregates),
         failures=sum(a["failures"] for a in aggregates),

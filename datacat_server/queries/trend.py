@@ -12,7 +12,7 @@ from __future__ import annotations
 import duckdb
 import msgspec
 
-from datacat_server.queries._common import iso
+from datacat_server.queries._common import iso, select_list, structs
 from datacat_server.queries.window import Window
 
 __all__ = ["SuiteRun", "suite_trend"]
@@ -32,9 +32,20 @@ class SuiteRun(msgspec.Struct):
     tests: int
 
 
+#: Each `SuiteRun` field: the ``runs`` column of its name unless named here.
+_COLUMNS = select_list(
+    SuiteRun,
+    "u",
+    {
+        "run": "s.id::VARCHAR",
+        "commit": 'u."commit"',
+        "test_time": "coalesce(t.total, 0)",
+        "tests": "coalesce(t.tests, 0)",
+    },
+)
+
 _SQL = """
-SELECT s.id::VARCHAR, u.branch, u."commit", u.started_at, u.partial, u.duration,
-       coalesce(t.total, 0), coalesce(t.tests, 0)
+SELECT {columns}
 FROM runs u JOIN sessions s USING (sid)
 LEFT JOIN (
     SELECT r.sid, sum(r.duration) AS total, count(*) AS tests FROM results r
@@ -42,7 +53,7 @@ LEFT JOIN (
 ) t USING (sid)
 WHERE {runs} AND u.finished_at IS NOT NULL
 ORDER BY u.received_at, u.sid
-"""
+""".replace("{columns}", _COLUMNS)
 
 
 def suite_trend(cur: duckdb.DuckDBPyConnection, window: Window) -> list[SuiteRun]:
@@ -52,16 +63,8 @@ def suite_trend(cur: duckdb.DuckDBPyConnection, window: Window) -> list[SuiteRun
     in_results, params = window.named("r")
     in_runs, _ = window.named("u")
     sql = _SQL.replace("{results}", in_results).replace("{runs}", in_runs)
-    return [
-        SuiteRun(
-            run=row[0],
-            branch=row[1],
-            commit=row[2],
-            started_at=iso(row[3]) or "",
-            partial=row[4],
-            duration=row[5],
-            test_time=float(row[6]),
-            tests=row[7],
-        )
-        for row in cur.execute(sql, params).fetchall()
-    ]
+    return structs(
+        cur.execute(sql, params),
+        SuiteRun,
+        {"started_at": lambda v: iso(v) or "", "test_time": float},
+    )

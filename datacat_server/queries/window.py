@@ -13,6 +13,8 @@ import dataclasses
 
 import duckdb
 
+from datacat_server.queries._common import rows as rows_by_name
+
 __all__ = [
     "ROLLUP_MIN_RUNS",
     "Window",
@@ -110,11 +112,14 @@ def recent_runs(
 
 def projects(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str]]]:
     """Every project with its branches, most recently run first."""
-    rows = cur.execute(
-        "SELECT project, list(DISTINCT branch ORDER BY branch), max(received_at) AS latest"
-        " FROM runs GROUP BY project ORDER BY latest DESC, max(sid) DESC"
-    ).fetchall()
-    return [(row[0], [b for b in row[1] if b]) for row in rows]
+    found = rows_by_name(
+        cur.execute(
+            "SELECT project, list(DISTINCT branch ORDER BY branch) AS branches,"
+            " max(received_at) AS latest"
+            " FROM runs GROUP BY project ORDER BY latest DESC, max(sid) DESC"
+        )
+    )
+    return [(row["project"], [b for b in row["branches"] if b]) for row in found]
 
 
 def default_project(cur: duckdb.DuckDBPyConnection) -> str | None:
