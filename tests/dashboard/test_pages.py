@@ -890,3 +890,15 @@ def test_a_mistyped_url_is_a_page_for_a_browser_and_json_for_a_script(client: Cl
     assert script.json() == {"status_code": 404, "detail": "Not Found"}
     api = client.get("/api/nope", headers={"Accept": "text/html"})
     assert api.headers["content-type"].startswith("application/json")
+
+
+def test_a_parse_error_keeps_its_lines_so_the_caret_points_at_the_fault(client: Client) -> None:
+    response = client.post(
+        "/sql", data={"sql": "SELEC 1"}, headers={"HX-Request": "true", "HX-Target": "sql-result"}
+    )
+    assert response.status_code == 400
+    error = response.text.split('<pre class="sql-error">')[1].split("</pre>")[0]
+    lines = error.splitlines()
+    source = next(line for line in lines if line.startswith("LINE 1:"))
+    caret = lines[lines.index(source) + 1]
+    assert caret.index("^") == source.index("SELEC"), error

@@ -195,3 +195,17 @@ def test_a_run_without_failures_or_fixes_has_no_verdicts(client: Client) -> None
     page = client.get(f"/runs/{run}")
     assert page.status_code == 200
     assert 'id="run-classification"' not in page.text
+
+
+def test_a_run_without_branch_or_commit_says_so_in_whole_sentences(client: Client) -> None:
+    store: Store = client.app.state.store
+    base = _run(store, {"t.py::a": P}, branch="", commit="")
+    run = _run(store, {"t.py::a": F}, branch="", commit="")
+    page = client.get(f"/runs/{run}").text.replace("<wbr>", "")
+    head = page.split('class="sub"')[1].split("</p>")[0]
+    assert "no commit," in head
+    assert "commit <code" not in head
+    section = page.split('id="run-classification"')[1].split("</section>")[0]
+    compared = " ".join(section.split("compared with")[1].split("</span>")[0].split())
+    assert compared == f'run <a href="/runs/{base}"><code>{base[:8]}</code></a>'
+    assert " of <strong></strong>" not in section

@@ -105,3 +105,20 @@ def test_long_suites_read_in_minutes(store: Store, seconds: float, unit: str) ->
     assert spec["datasets"][0]["points"][0]["y"] == pytest.approx(
         seconds / (60 if unit == "min" else 1)
     )
+
+
+def test_a_project_with_only_partial_runs_lists_them_and_draws_no_empty_chart(
+    db_path: Path,
+) -> None:
+    with TestClient(app=create_app(Settings(db_path=db_path))) as client:
+        ids = write_runs(
+            client.app.state.store, [(_tests(1), {"project": "probe", "partial": True})]
+        )
+        page = client.get("/", params={"project": "probe"}).text
+        section = page.split('id="suite-trend"')[1].split("</section>")[0]
+        assert "data-chart" not in section
+        assert "Only partial runs so far" in section
+        assert f'href="/runs/{ids[0]}">{ids[0][:8]}</a> <span class="muted">(partial)</span>' in (
+            section
+        )
+        assert "No finished full runs yet (partial runs" in page
