@@ -1,5 +1,10 @@
 """Cheap per-test measurements: CPU time of the test's thread, resident memory, markers.
 
+CPU time counts the test's own phases (setup, call, teardown: `PhaseCpu`), as its
+duration does; not what pytest and its plugins do between them, where a failure's
+report (its traceback, with source and reprs) can cost tens of milliseconds, more than
+the test itself.
+
 No helper process per test (unlike pytest-monitor): CPU time is ``time.thread_time()``
 of the thread that runs the test (the process clock sums every thread, and measured
 here it cost ~100 µs per call while the sender thread worked, as much as a trivial
@@ -11,12 +16,44 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator
 
 import pytest
 
-__all__ = ["MarkerNames", "ResidentMemory", "cpu_time"]
+__all__ = ["PHASE_CPU", "MarkerNames", "PhaseCpu", "ResidentMemory", "cpu_time"]
 
 cpu_time = time.thread_time
+
+#: CPU seconds the item's phases took so far (its setup starts the count again: a rerun
+#: is a new attempt).
+PHASE_CPU = pytest.StashKey[float]()
+
+
+class PhaseCpu:
+    """Counts the CPU time of each test's setup, call and teardown into
+    ``item.stash[PHASE_CPU]`` (a pytest plugin)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        item.stash[PHASE_CPU] = 0.0
+        return (yield from _counted(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from _counted(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from _counted(item))
+
+
+def _counted(item: pytest.Item) -> Generator[None, None, None]:
+    started = cpu_time()
+    try:
+        return (yield)
+    finally:
+        item.stash[PHASE_CPU] = item.stash.get(PHASE_CPU, 0.0) + cpu_time() - started
+
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

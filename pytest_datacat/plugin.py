@@ -27,6 +27,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None:
         return
     config.stash[OPTIONS_KEY] = options
+    from pytest_datacat.measure import PhaseCpu
+
+    config.pluginmanager.register(PhaseCpu(), "datacat-phase-cpu")
     if hasattr(config, "workerinput"):
         from pytest_datacat.probe import Probe
         from pytest_datacat.worker import WorkerWatch

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pytest_datacat.measure import MarkerNames, ResidentMemory, cpu_time
+from pytest_datacat.measure import PHASE_CPU, MarkerNames, ResidentMemory
 
 __all__ = ["Probe"]
 
-_START = pytest.StashKey[tuple[float, int | None]]()
+_RSS_START = pytest.StashKey[int | None]()
 
 
 def _first_line(text: str, limit: int = 2000) -> str:
@@ -38,15 +38,15 @@ class Probe:
         try:
             extra: dict[str, Any] = {}
             if call.when == "setup":
-                item.stash[_START] = (cpu_time(), self._memory.read())
+                item.stash[_RSS_START] = self._memory.read()
                 extra["markers"] = self._markers(item)
             elif call.when == "teardown":
-                start = item.stash.get(_START, None)
-                if start is not None:
-                    extra["cpu_time"] = max(0.0, cpu_time() - start[0])
-                    rss = self._memory.read()
-                    if rss is not None and start[1] is not None:
-                        extra["rss_delta"] = rss - start[1]
+                spent = item.stash.get(PHASE_CPU, None)
+                if spent is not None:
+                    extra["cpu_time"] = max(0.0, spent)
+                rss, rss_start = self._memory.read(), item.stash.get(_RSS_START, None)
+                if rss is not None and rss_start is not None:
+                    extra["rss_delta"] = rss - rss_start
             excinfo = call.excinfo
             if excinfo is not None and not excinfo.errisinstance(pytest.skip.Exception):
                 extra["exc_type"] = excinfo.typename

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 import pytest
 
 from datacat_client import Session, create_session, wire
-from pytest_datacat.measure import MarkerNames, ResidentMemory, cpu_time
+from pytest_datacat.measure import PHASE_CPU, MarkerNames, ResidentMemory
 from pytest_datacat.metadata import collect_environment
 from pytest_datacat.options import Options
 from pytest_datacat.results import Attempt, subtest_fields
@@ -241,7 +241,7 @@ class Recorder:
             now = time.time()
             memory = self._memory
             self._attempts[nodeid] = (
-                Attempt(nodeid, now, cpu_time(), memory.read())
+                Attempt(nodeid, now, measured=True, rss_start=memory.read())
                 if memory is not None
                 else Attempt(nodeid, now)
             )
@@ -287,14 +287,17 @@ class Recorder:
 
     def _measured(self, attempt: Attempt) -> dict[str, Any] | None:
         """CPU time, memory change and markers of a test that ran in this process."""
-        if self._memory is None or attempt.cpu_start is None:
+        if self._memory is None or not attempt.measured:
             return None
-        measured: dict[str, Any] = {"cpu_time": max(0.0, cpu_time() - attempt.cpu_start)}
+        measured: dict[str, Any] = {}
         rss = self._memory.read()
         if rss is not None and attempt.rss_start is not None:
             measured["rss_delta"] = rss - attempt.rss_start
         item = self._items.get(attempt.nodeid)
         if item is not None:
+            spent = item.stash.get(PHASE_CPU, None)
+            if spent is not None:
+                measured["cpu_time"] = max(0.0, spent)
             measured["markers"] = self._markers(item)
         return measured
 

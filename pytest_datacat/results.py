@@ -67,11 +67,11 @@ class Attempt:
 
     __slots__ = (
         "call_duration",
-        "cpu_start",
         "exc_message",
         "exc_type",
         "extra",
         "line",
+        "measured",
         "nodeid",
         "outcome",
         "phase",
@@ -90,12 +90,14 @@ class Attempt:
         self,
         nodeid: str,
         started_at: float | None = None,
-        cpu_start: float | None = None,
+        *,
+        measured: bool = False,
         rss_start: int | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.started_at = time.time() if started_at is None else started_at
-        self.cpu_start = cpu_start
+        #: Whether this process measures the test (it runs here, not on a worker).
+        self.measured = measured
         self.rss_start = rss_start
         self.outcome = "passed"
         self.phase = "call"

@@ -338,3 +338,37 @@ OUTCOME_NAMES = [
     "test_params[2]",
     "test_in_class",
 ]
+
+
+CPU_SUITE = """
+import time
+
+def recurse(n):
+    if n == 0:
+        raise ValueError("deep down")
+    return recurse(n - 1)
+
+def test_fails_deep_down():
+    recurse(300)
+
+def test_busy():
+    end = time.thread_time() + 0.2
+    while time.thread_time() < end:
+        pass
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["in-process", "xdist"])
+def test_cpu_time_is_the_test_s_own_not_pytest_s_report_of_it(
+    pytester: pytest.Pytester, server: ServerProcess, api: Api, xdist: bool
+) -> None:
+    # pytest formats a 300-frame traceback after the test's call: that CPU is pytest's.
+    pytester.makepyfile(test_cpu=CPU_SUITE)
+    extra = [*plugins("xdist"), "-n", "1"] if xdist else plugins()
+    result = pytester.runpytest_subprocess(*extra, "--datacat", f"--datacat-url={server.url}")
+    result.assert_outcomes(passed=1, failed=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in api.tests(run_id_of(result.stdout.str()))}
+    deep, busy = tests["test_fails_deep_down"], tests["test_busy"]
+    # One thread's CPU time cannot outgrow the wall-clock time of the phases it counts.
+    assert deep["cpu_time"] <= deep["duration"] + 0.002, deep
+    assert 0.19 <= busy["cpu_time"] <= busy["duration"] + 0.002, busy
