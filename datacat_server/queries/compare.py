@@ -39,7 +39,8 @@ class RunSide(msgspec.Struct):
     duration: float | None
     #: The sum of its tests' durations (final attempts, subtests aside).
     test_time: float
-    #: Its final results by outcome; subtests as ``subtests <outcome>``.
+    #: pytest's own counts once the run finished, as the run list and the run page show
+    #: them; before, its final results by outcome (subtests as ``subtests <outcome>``).
     counts: dict[str, int]
 
 
@@ -103,10 +104,13 @@ _SIDE_COLUMNS = select_list(
         "commit": 'u."commit"',
         "test_time": """(SELECT coalesce(sum(r.duration), 0) FROM results r
             WHERE r.sid = $sid AND r.final AND r.subtest IS NULL)""",
-        "counts": """(SELECT coalesce(map(list(k), list(n)), MAP {}) FROM (
-            SELECT CASE WHEN r.subtest IS NULL THEN '' ELSE 'subtests ' END
-                     || r.outcome::VARCHAR AS k, count(*) AS n
-            FROM results r WHERE r.sid = $sid AND r.final GROUP BY ALL))""",
+        "counts": """CASE WHEN cardinality(coalesce(
+                json_transform(u.counts, '"MAP(VARCHAR, BIGINT)"'), MAP {})) > 0
+            THEN json_transform(u.counts, '"MAP(VARCHAR, BIGINT)"')
+            ELSE (SELECT coalesce(map(list(k), list(n)), MAP {}) FROM (
+                SELECT CASE WHEN r.subtest IS NULL THEN '' ELSE 'subtests ' END
+                         || r.outcome::VARCHAR AS k, count(*) AS n
+                FROM results r WHERE r.sid = $sid AND r.final GROUP BY ALL)) END""",
     },
 )
 _SIDE = f"SELECT {_SIDE_COLUMNS} FROM runs u JOIN sessions s USING (sid) WHERE u.sid = $sid"

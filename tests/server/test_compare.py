@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from datacat_server.app import create_app
 from datacat_server.queries.base import base_run
 from datacat_server.queries.compare import compare_runs
+from datacat_server.queries.runs import get_run
 from datacat_server.settings import Settings
 from datacat_server.store import Store
 from tests.server.history import write_runs
@@ -186,6 +187,30 @@ def test_durations_and_counts_and_their_differences(store: Store, runs: list[str
                    if r.get("final", True) and not r.get("subtest"))  # fmt: skip
     assert c.base.test_time == pytest.approx(base_time)
     assert c.test_time_change == pytest.approx(run_time - base_time)
+
+
+def test_counts_are_pytest_s_once_a_run_finished_as_the_run_list_shows_them(
+    store: Store,
+) -> None:
+    # pytest counts a test failing through a subtest as failed; its own result passed.
+    results = [
+        {"nodeid": "t.py::test_a", "outcome": "passed"},
+        {"nodeid": "t.py::test_a", "outcome": "failed", "subtest": "[x]"},
+    ]
+    reported = {"failed": 1, "subtests failed": 1}
+    ids = write_runs(
+        store,
+        [
+            (results, {"project": "p", "counts": reported}),
+            (results, {"project": "p", "finish": False}),
+        ],
+    )
+    cur = store.reader()
+    finished = compare_runs(cur, ids[0], ids[1])
+    assert finished is not None
+    assert finished.run.counts == reported == get_run(cur, ids[0]).counts  # type: ignore[union-attr]
+    # Still running: pytest has said nothing yet, so the stored results are counted.
+    assert finished.base.counts == {"passed": 1, "subtests failed": 1}
 
 
 def test_options_and_limits(store: Store, runs: list[str]) -> None:
