@@ -69,6 +69,8 @@ class Overview(msgspec.Struct):
     problems: list[SessionSummary]
     #: How many sessions of other projects hang or crashed.
     problems_elsewhere: int
+    #: The same by status (``hung``, ``crashed``; a status with none left out).
+    problems_elsewhere_by_status: dict[str, int]
     #: Whole runs only: partial ones (``-k``, ``--lf``, one file) are left out.
     pass_rate: list[PassRatePoint]
     #: Finished partial runs in the window, left out of ``pass_rate``.
@@ -170,13 +172,15 @@ def overview(cur: duckdb.DuckDBPyConnection, project: str | None, *, runs: int =
     window = recent_runs(cur, project, None, runs)
     recent = list_runs(cur, project=project, limit=10)
     live = [run for run in list_runs(cur, project=project, limit=200) if run.outcome is None]
+    elsewhere = problems_elsewhere(cur, project)
     return Overview(
         project=project,
         headline=headline(cur, project),
         recent_runs=recent,
         live_runs=[run for run in live if run.session_status in ("running", "hung")][:10],
         problems=problem_sessions(cur, project, limit=10),
-        problems_elsewhere=problems_elsewhere(cur, project),
+        problems_elsewhere=sum(elsewhere.values()),
+        problems_elsewhere_by_status=elsewhere,
         pass_rate=pass_rate(cur, window),
         partial_runs=_partial_runs(cur, window),
         top_flaky=flaky_tests(cur, window, limit=5),

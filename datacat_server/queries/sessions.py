@@ -396,14 +396,18 @@ def problem_sessions(
     return structs(found, SessionSummary, _SUMMARY_CONVERT)
 
 
-def problems_elsewhere(cur: duckdb.DuckDBPyConnection, project: str | None) -> int:
-    """How many sessions hang or crashed outside ``project`` (0 when it is None)."""
+def problems_elsewhere(cur: duckdb.DuckDBPyConnection, project: str | None) -> dict[str, int]:
+    """How many sessions outside ``project`` hang, and how many crashed (none when it
+    is None): ``{"hung": n, "crashed": m}``, the statuses with none left out."""
     if project is None:
-        return 0
-    rows = cur.execute(
-        f"SELECT count(*) {_PROBLEMS} AND {_OWNER} IS DISTINCT FROM ?", [project]
+        return {}
+    found = cur.execute(
+        f"SELECT s.status::VARCHAR AS status, count(*) AS n {_PROBLEMS}"
+        f" AND {_OWNER} IS DISTINCT FROM ? GROUP BY ALL",
+        [project],
     ).fetchall()
-    return int(rows[0][0])
+    counts = dict(found)
+    return {status: int(counts[status]) for status in ("hung", "crashed") if status in counts}
 
 
 def state_history(cur: duckdb.DuckDBPyConnection, session_id: str) -> list[StatePatch]:
