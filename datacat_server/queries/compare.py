@@ -21,6 +21,8 @@ from typing import Any
 import duckdb
 import msgspec
 
+from datacat_client.wire import OUTCOMES
+
 from datacat_server.queries._common import iso, parse_session_id, rows, select_list, structs
 
 __all__ = ["RunComparison", "RunSide", "TestChange", "compare_runs"]
@@ -188,6 +190,14 @@ def _side(cur: duckdb.DuckDBPyConnection, sid: int) -> RunSide:
     return structs(cur.execute(_SIDE, {"sid": sid}), RunSide, _SIDE_CONVERT)[0]
 
 
+def _count_order(name: str) -> tuple[bool, int, str]:
+    """Counts in pytest's order of outcomes, the tests' before their subtests', then any
+    other (``warnings``, ``deselected``) by name."""
+    outcome = name.removeprefix("subtests ")
+    rank = OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES)
+    return (name != outcome, rank, name)
+
+
 def compare_runs(
     cur: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -227,7 +237,7 @@ def compare_runs(
             )
         )
     this, other = _side(cur, run), _side(cur, base)
-    outcomes = sorted(this.counts.keys() | other.counts.keys())
+    outcomes = sorted(this.counts.keys() | other.counts.keys(), key=_count_order)
     return RunComparison(
         run=this,
         base=other,

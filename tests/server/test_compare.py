@@ -181,6 +181,10 @@ def test_durations_and_counts_and_their_differences(store: Store, runs: list[str
         "subtests failed": 0,
         "subtests passed": 0,
     }
+    # In pytest's order of outcomes, the tests' before their subtests'.
+    assert list(c.count_changes) == [
+        "passed", "failed", "skipped", "error", "subtests passed", "subtests failed"
+    ]  # fmt: skip
     base_time = sum(r.get("call_duration", 0) + r.get("setup_duration", 0) for r in BASE
                     if r.get("final", True) and not r.get("subtest"))  # fmt: skip
     run_time = sum(r.get("call_duration", 0) + r.get("setup_duration", 0) for r in RUN
@@ -338,7 +342,7 @@ def test_the_page_shows_each_category_and_the_run_page_links_to_it(
         in numbers
     )
     assert (
-        '<td>skipped</td><td class="num">2</td><td class="num">1</td><td class="num">-1</td>'
+        '<td>skipped</td><td class="num">2</td><td class="num">1</td><td class="num">\N{MINUS SIGN}1</td>'
         in numbers
     )
     # the first run has nothing before it: the page says so and offers the form
