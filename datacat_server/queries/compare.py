@@ -22,7 +22,6 @@ import duckdb
 import msgspec
 
 from datacat_client.wire import OUTCOMES
-
 from datacat_server.queries._common import iso, parse_session_id, rows, select_list, structs
 
 __all__ = ["RunComparison", "RunSide", "TestChange", "compare_runs"]
