@@ -631,6 +631,11 @@ def test_window_filters_on_insight_pages(client: Client) -> None:
     one_run = get(client, "/failures?runs=1").split('id="failures-table"')[1]
     assert "No failure in the last 1 runs" in one_run  # the newest run is the live one
     assert 'value="3" class="narrow"' in get(client, "/slow?runs=3")
+    # A branch with no runs is not a branch without failures.
+    for page, table in (("flaky", "flaky-table"), ("failures", "failures-table")):
+        nowhere = get(client, f"/{page}?branch=nosuch").split(f'id="{table}"')[1]
+        assert "No runs of shop on nosuch yet" in nowhere, page
+        assert "in the last" not in nowhere.split("</section>")[0], page
 
 
 def test_pagination_links_keep_the_filters(client: Client, filled: Filled) -> None:
