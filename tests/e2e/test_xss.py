@@ -832,7 +832,7 @@ VIEWS = [
         lambda d: _q("/slow", project=P["project"]),
         (NODEID, NODEID_TPL, SYN_NODEID),
         action=_branch(P["filter-branch"]),
-        after=("No timings in the last 100 runs",),
+        after=("project", "filter-branch"),
     ),
     View(
         "failures",
