@@ -31,6 +31,7 @@ __all__ = [
     "MAX_BARS",
     "SESSION_POINTS",
     "SessionMetric",
+    "branch_series",
     "duration_unit",
     "history_chart",
     "metric_chart",
@@ -74,26 +75,45 @@ def rate_bounds(percents: Sequence[float]) -> tuple[float, float]:
     return low, high
 
 
-def pass_rate_chart(points: Sequence[PassRatePoint], run_href: Callable[[str], str]) -> Spec:
+def branch_series(branches: Sequence[str]) -> dict[str, int]:
+    """A colour (series number) for each branch, the one with most runs first: charts of
+    one page that take the same mapping draw a branch in the same colour."""
+    counts: dict[str, int] = defaultdict(int)
+    for branch in branches:
+        counts[branch] += 1
+    return {b: i for i, b in enumerate(sorted(counts, key=lambda b: (-counts[b], b)))}
+
+
+def pass_rate_chart(
+    points: Sequence[PassRatePoint],
+    run_href: Callable[[str], str],
+    series: dict[str, int] | None = None,
+) -> Spec:
     """Each finished whole run's pass rate (%) over run start time, a line per branch
-    (the branches with the most runs; the others as loose points)."""
+    (the branches with the most runs; the others as loose points), coloured by
+    ``series`` (`branch_series`)."""
     by_branch: dict[str, list[PassRatePoint]] = defaultdict(list)
     for point in points:
         if point.rate is not None:
             by_branch[point.branch].append(point)
     ranked = sorted(by_branch, key=lambda b: -len(by_branch[b]))
     own, rest = ranked[: MAX_SERIES - 1], ranked[MAX_SERIES - 1 :]
-    groups = [(branch or "(no branch)", by_branch[branch], True) for branch in own]
+    colours = series if series is not None else branch_series([p.branch for p in points])
+    groups: list[tuple[str, list[PassRatePoint], bool, int | None]] = [
+        (branch or "(no branch)", by_branch[branch], True, colours.get(branch, i))
+        for i, branch in enumerate(own)
+    ]
     if rest:
         others = sorted(
             (p for branch in rest for p in by_branch[branch]), key=lambda p: p.started_at
         )
-        groups.append(("other branches", others, False))
+        groups.append(("other branches", others, False, None))  # grey loose points
     datasets = []
-    for label, shown, line in groups:
+    for label, shown, line, colour in groups:
         datasets.append(
             {
                 "label": label,
+                **({"muted": True} if colour is None else {"series": colour}),
                 "points": [
                     {"x": epoch_ms(p.started_at), "y": round((p.rate or 0) * 100, 2)} for p in shown
                 ],
@@ -121,9 +141,13 @@ def _rate_tip(point: PassRatePoint, *, with_branch: bool) -> str:
 SUITE_BRANCHES = MAX_SERIES // 2
 
 
-def suite_duration_chart(runs: Sequence[SuiteRun], run_href: Callable[[str], str]) -> Spec:
+def suite_duration_chart(
+    runs: Sequence[SuiteRun],
+    run_href: Callable[[str], str],
+    series: dict[str, int] | None = None,
+) -> Spec:
     """Each whole run's duration (a line per branch) and the sum of its tests' durations
-    (points), over run start time; partial runs are left out."""
+    (points, in the branch's colour), over run start time; partial runs are left out."""
     whole = [r for r in runs if not r.partial]
     by_branch: dict[str, list[SuiteRun]] = defaultdict(list)
     for run in whole:
@@ -131,13 +155,16 @@ def suite_duration_chart(runs: Sequence[SuiteRun], run_href: Callable[[str], str
     branches = sorted(by_branch, key=lambda b: (-len(by_branch[b]), b))[:SUITE_BRANCHES]
     longest = max((max(r.duration or 0.0, r.test_time) for r in whole), default=0.0)
     unit, scale = ("min", 1 / 60) if longest >= 600 else ("s", 1.0)
+    colours = series if series is not None else branch_series([r.branch for r in whole])
     datasets: list[dict[str, Any]] = []
-    for branch in branches:
+    for i, branch in enumerate(branches):
         points = by_branch[branch]
         timed = [r for r in points if r.duration]
+        colour = colours.get(branch, i)
         datasets.append(
             {
                 "label": f"{branch or '(no branch)'}: run",
+                "series": colour,
                 "points": [
                     {"x": epoch_ms(r.started_at), "y": round((r.duration or 0) * scale, 3)}
                     for r in timed
@@ -149,6 +176,7 @@ def suite_duration_chart(runs: Sequence[SuiteRun], run_href: Callable[[str], str
         datasets.append(
             {
                 "label": f"{branch or '(no branch)'}: sum of its tests",
+                "series": colour,
                 "points": [
                     {"x": epoch_ms(r.started_at), "y": round(r.test_time * scale, 3)}
                     for r in points

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.response import Template
 
-from dashboard._charts import Spec, pass_rate_chart, suite_duration_chart
+from dashboard._charts import Spec, branch_series, pass_rate_chart, suite_duration_chart
 from dashboard._links import run_href
 from dashboard._params import QueryReader
 from dashboard._render import render
@@ -48,11 +48,13 @@ class OverviewPages(Controller):
         window = read_window(QueryReader(request.query_params), cur, default_runs=50)
         data = overview(cur, window.project, runs=window.runs)
         suite = suite_trend(cur, window.window)
+        # One colour per branch in both charts.
+        series = branch_series([run.branch for run in suite if not run.partial])
         page = OverviewPage(
             window,
             data,
-            pass_rate_chart(data.pass_rate, run_href),
+            pass_rate_chart(data.pass_rate, run_href, series),
             suite,
-            suite_duration_chart(suite, run_href),
+            suite_duration_chart(suite, run_href, series),
         )
         return render(request, "overview.html", page, {"overview-live": "_overview_live.html"})

@@ -63,7 +63,10 @@
     if (spec.type === "bar") return buildBars(canvas, spec);
     var coloured = 0;
     var datasets = spec.datasets.map(function (d) {
-      var color = d.muted ? cssVar("--line-muted", "#9aa5b1") : cssVar("--series-" + (coloured++ % 8), "#3b6ea5");
+      // A dataset may name its colour ("series"), so that one branch keeps its colour
+      // from chart to chart; the others take the next one in turn.
+      var index = typeof d.series === "number" ? d.series : coloured++;
+      var color = d.muted ? cssVar("--line-muted", "#9aa5b1") : cssVar("--series-" + (index % 8), "#3b6ea5");
       var dataset = {
         label: d.label,
         data: d.points,

@@ -122,3 +122,23 @@ def test_a_project_with_only_partial_runs_lists_them_and_draws_no_empty_chart(
             section
         )
         assert "No finished full runs yet (partial runs" in page
+
+
+def test_a_branch_has_one_colour_in_both_overview_charts(db_path: Path) -> None:
+    with TestClient(app=create_app(Settings(db_path=db_path))) as client:
+        plans = _plans()
+        # feature runs more often than main: it comes first in one ranking or another
+        plans += [(_tests(1), {"project": "suite", "branch": "feature"})] * 3
+        write_runs(client.app.state.store, plans)
+        page = client.get("/", params={"project": "suite"}).text
+
+    def spec(chart: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(page.split(f'id="{chart}">')[1].split("</script>")[0])
+        return found
+
+    rate = {d["label"]: d["series"] for d in spec("pass-rate-chart")["datasets"]}
+    suite = {d["label"]: d["series"] for d in spec("suite-trend-chart")["datasets"]}
+    assert set(rate) == {"main", "feature"}
+    assert rate["main"] != rate["feature"]
+    for branch, colour in rate.items():
+        assert suite[f"{branch}: run"] == suite[f"{branch}: sum of its tests"] == colour
