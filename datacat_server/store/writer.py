@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import msgspec
@@ -90,6 +90,12 @@ class Writer:
     Session ids in submitted records must be canonical (lower-case, dashed UUIDs): the
     API normalises them before submitting.
     """
+
+    #: Where a batch's new sessions, new tests and runs' starts go (the lake store
+    #: appends them to tables of its own).
+    SESSIONS: ClassVar[tables.Table] = tables.SESSIONS
+    TESTS: ClassVar[tables.Table] = tables.TESTS
+    RUN_STARTS: ClassVar[tables.Table] = tables.RUNS
 
     def __init__(
         self,
@@ -378,26 +384,7 @@ class Writer:
         stored_at: int,
     ) -> None:
         cur = self._cur
-        received_at = round(staging.now * 1_000_000)
-        if staging.new_sessions:
-            entries = [staging.sessions[key] for key in staging.new_sessions]
-            starts = list(staging.new_sessions.values())
-            batch = build.session_table(entries, starts, received_at)
-            tables.insert(cur, tables.SESSIONS, batch)
-        if new_tests:
-            tables.insert(cur, tables.TESTS, build.test_table(new_tests, stored_at))
-        for table in (tables.STATE_UPDATES, tables.EVENT_LOG, tables.METRIC_LOG):
-            if rows := staging.rows.get(table.name):
-                tables.insert(cur, table, build.record_table(table, rows))
-        if blocks:
-            test_ids = {**self._test_ids, **{k: v[0] for k, v in new_tests.items()}}
-            results, details = build.result_tables(blocks, test_ids, stored_at)
-            tables.insert(cur, tables.RESULTS, results)
-            if details is not None:
-                tables.insert(cur, tables.RESULT_DETAILS, details)
-        if runs := staging.rows.get(tables.RUNS.name):
-            batch = build.record_table(tables.RUNS, runs, {"received_at": received_at})
-            tables.insert(cur, tables.RUNS, batch)
+        self._append_new(staging, blocks, new_tests, stored_at)
         for sid, finish in staging.run_finishes:
             cur.execute(
                 "UPDATE runs SET finished_at = make_timestamp(CAST(round(? * 1e6) AS BIGINT)),"
@@ -419,6 +406,37 @@ class Writer:
         keys -= staging.new_sessions.keys()
         entries = [e for key in keys if (e := staging.sessions.get(key) or self._sessions.get(key))]
         self._update_sessions(entries, state_dirty=staging.state_dirty)
+
+    def _append_new(
+        self,
+        staging: Staging,
+        blocks: list[ResultBlock],
+        new_tests: dict[tuple[str, str], tuple[int, ResultBlock, int]],
+        stored_at: int,
+    ) -> None:
+        """Insert what the batch adds (new sessions and tests, state patches, events,
+        metric values, results, runs' starts) into this store's tables for them."""
+        cur = self._cur
+        received_at = round(staging.now * 1_000_000)
+        if staging.new_sessions:
+            entries = [staging.sessions[key] for key in staging.new_sessions]
+            starts = list(staging.new_sessions.values())
+            batch = build.session_table(entries, starts, received_at)
+            tables.insert(cur, self.SESSIONS, batch)
+        if new_tests:
+            tables.insert(cur, self.TESTS, build.test_table(new_tests, stored_at))
+        for table in (tables.STATE_UPDATES, tables.EVENT_LOG, tables.METRIC_LOG):
+            if rows := staging.rows.get(table.name):
+                tables.insert(cur, table, build.record_table(table, rows))
+        if blocks:
+            test_ids = {**self._test_ids, **{k: v[0] for k, v in new_tests.items()}}
+            results, details = build.result_tables(blocks, test_ids, stored_at)
+            tables.insert(cur, tables.RESULTS, results)
+            if details is not None:
+                tables.insert(cur, tables.RESULT_DETAILS, details)
+        if runs := staging.rows.get(tables.RUNS.name):
+            batch = build.record_table(tables.RUNS, runs, {"received_at": received_at})
+            tables.insert(cur, self.RUN_STARTS, batch.select(self.RUN_STARTS.names))
 
     def _update_sessions(self, entries: list[SessionEntry], *, state_dirty: set[str]) -> None:
         for with_state in (True, False):

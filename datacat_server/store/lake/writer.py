@@ -106,6 +106,10 @@ class LakeWriter(Writer):
     """`Writer` for a lake; ``db`` hands out cursors on the lake, ``authority`` is this
     server's PostgreSQL connection."""
 
+    SESSIONS = ddl.SESSION_ROWS
+    TESTS = ddl.TEST_ROWS
+    RUN_STARTS = ddl.RUN_STARTS
+
     def __init__(
         self,
         db: Any,
@@ -417,26 +421,7 @@ class LakeWriter(Writer):
         stored_at: int,
     ) -> None:
         cur = self._cur
-        received_at = round(staging.now * 1_000_000)
-        if staging.new_sessions:
-            entries = [staging.sessions[key] for key in staging.new_sessions]
-            starts = list(staging.new_sessions.values())
-            batch = build.session_table(entries, starts, received_at)
-            tables.insert(cur, ddl.SESSION_ROWS, batch)
-        if new_tests:
-            tables.insert(cur, ddl.TEST_ROWS, build.test_table(new_tests, stored_at))
-        for table in (tables.STATE_UPDATES, tables.EVENT_LOG, tables.METRIC_LOG):
-            if rows := staging.rows.get(table.name):
-                tables.insert(cur, table, build.record_table(table, rows))
-        if blocks:
-            test_ids = {**self._test_ids, **{k: v[0] for k, v in new_tests.items()}}
-            results, details = build.result_tables(blocks, test_ids, stored_at)
-            tables.insert(cur, tables.RESULTS, results)
-            if details is not None:
-                tables.insert(cur, tables.RESULT_DETAILS, details)
-        if runs := staging.rows.get(tables.RUNS.name):
-            batch = build.record_table(tables.RUNS, runs, {"received_at": received_at})
-            tables.insert(cur, ddl.RUN_STARTS, batch.select(ddl.RUN_STARTS.names))
+        self._append_new(staging, blocks, new_tests, stored_at)
         if staging.run_finishes:
             tables.insert(cur, ddl.RUN_FINISHES, _finishes(staging.run_finishes))
         if self._logged:
