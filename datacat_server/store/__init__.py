@@ -9,13 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from datacat_server.store.base import StoreBase
 from datacat_server.store.database import Database
 from datacat_server.store.health import StoreHealth
 from datacat_server.store.retention import RetentionPolicy, RetentionResult, delete_old
-from datacat_server.store.rollups import Folder, fold, folding
+from datacat_server.store.rollups import Folder, folding
 from datacat_server.store.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
@@ -27,6 +25,8 @@ __all__ = ["Database", "Store", "StoreBase", "WriteResult", "Writer", "open_stor
 
 class Store(StoreBase):
     """The embedded store: one DuckDB file and its writer, opened and closed together."""
+
+    db: Database
 
     def __init__(
         self,
@@ -73,22 +73,6 @@ class Store(StoreBase):
             self.writer.maintain(lambda cur: cur.execute("CHECKPOINT"), transaction=False).result()
             self.folder.wake()  # the rollups were reset with the deletion: rebuild them
         return result
-
-    def fold_rollups(self) -> None:
-        """Fold every result stored so far into the rollups now (tests, benchmarks)."""
-        cur = self.db.new_cursor()
-        try:
-            while fold(cur, max_rows=1_000_000).more:
-                pass
-        finally:
-            cur.close()
-
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        """This thread's read cursor."""
-        return self.db.reader()
-
-    def new_cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.db.new_cursor()
 
     def view_source(self, interval: float) -> ViewSource:
         """Snapshots of the file, refreshed while people query."""

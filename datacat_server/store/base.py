@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from datacat_client import wire
+from datacat_server.store.database import Cursors
 from datacat_server.store.health import StoreHealth
 from datacat_server.store.retention import RetentionPolicy, RetentionResult
+from datacat_server.store.rollups import fold
 from datacat_server.store.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ class StoreBase(abc.ABC):
 
     health: StoreHealth
     writer: Writer
+    #: The connection and the cursors on it.
+    db: Cursors
     #: The server's clock (Unix seconds).
     clock: Callable[[], float]
 
@@ -66,14 +70,14 @@ class StoreBase(abc.ABC):
         transaction of its own; returns ``fn``'s result once committed."""
         return await asyncio.wrap_future(self.writer.maintain(fn))
 
-    @abc.abstractmethod
     def reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's read cursor."""
+        return self.db.reader()
 
-    @abc.abstractmethod
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor of its own (for a stream read over many requests), closed with the
         store."""
+        return self.db.new_cursor()
 
     @abc.abstractmethod
     def apply_retention(
@@ -82,9 +86,14 @@ class StoreBase(abc.ABC):
         """Delete what the policy no longer keeps (by when the server received each
         session)."""
 
-    @abc.abstractmethod
     def fold_rollups(self) -> None:
         """Fold every result stored so far into the rollups now (tests, benchmarks)."""
+        cur = self.db.new_cursor()
+        try:
+            while fold(cur, max_rows=1_000_000).more:
+                pass
+        finally:
+            cur.close()
 
     @abc.abstractmethod
     def view_source(self, interval: float) -> ViewSource:

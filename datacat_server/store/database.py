@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -21,13 +21,74 @@ from datacat_server.errors import StoreError, StoreLockedError
 from datacat_server.store.migrations import apply_migrations
 from datacat_server.store.schema import view_statements
 
-__all__ = ["Database", "default_snapshot_dir", "lock_down"]
+__all__ = ["Cursors", "Database", "default_snapshot_dir", "lock_down"]
 
 _open_lock = threading.Lock()
 _open_paths: set[str] = set()
 
 
-class Database:
+class Cursors:
+    """A DuckDB connection and the cursors handed out on it: one per thread for reading
+    (`reader`), others on demand (`new_cursor`), all closed with it; a reconnection
+    (`_replace`) makes every cursor from before it stale."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        #: Counts reconnections: a thread's cursor from before one is stale.
+        self.generation = 0
+
+    def _cursor(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """A new cursor on ``con`` (a subclass may set it up first)."""
+        return con.cursor()
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor. It sees everything committed."""
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None or getattr(self._local, "generation", 0) != self.generation:
+            cur = self.new_cursor()
+            self._local.cursor = cur
+            self._local.generation = self.generation
+        return cur
+
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own, closed with the database."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the database is closed")
+            cur = self._cursor(self._con)
+            self._cursors.append(cur)
+            return cur
+
+    def _replace(self, reconnect: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        """Close every cursor and the connection, then connect with ``reconnect``."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the database is closed")
+            self._close_all()
+            self._con = reconnect()
+            self.generation += 1
+
+    def _close_all(self) -> None:
+        for cur in self._cursors:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+        self._cursors.clear()
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_all()
+
+
+class Database(Cursors):
     """An open DuckDB database, migrated to the current schema."""
 
     def __init__(
@@ -51,25 +112,20 @@ class Database:
                 raise StoreLockedError(
                     f"cannot open {self.path}: it is already open in this process"
                 )
-            self._con = _connect(self.path)
+            con = _connect(self.path)
             _open_paths.add(self._key)
         self._memory_limit = memory_limit
         try:
-            apply_migrations(self._con)
+            apply_migrations(con)
             for statement in view_statements(heartbeat_grace):
-                self._con.execute(statement)
-            lock_down(self._con, memory_limit, allowed_directories=(self.snapshot_dir,))
+                con.execute(statement)
+            lock_down(con, memory_limit, allowed_directories=(self.snapshot_dir,))
         except Exception:
-            self._con.close()
+            con.close()
             with _open_lock:
                 _open_paths.discard(self._key)
             raise
-        self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        #: Counts reopenings: a thread's cursor from before one is stale.
-        self.generation = 0
+        super().__init__(con)
 
     def reopen(self) -> None:
         """Close every cursor and the connection, and open the file again.
@@ -77,46 +133,16 @@ class Database:
         For a database DuckDB invalidated (a checkpoint failed on a full disk): it is
         usable again once opened anew. Raises `StoreError` if it cannot be opened yet.
         """
-        with self._lock:
-            if self._closed:
-                raise StoreError("the database is closed")
-            for cur in self._cursors:
-                with contextlib.suppress(duckdb.Error):
-                    cur.close()
-            self._cursors.clear()
-            with contextlib.suppress(duckdb.Error):
-                self._con.close()
-            self._con = _connect(self.path)
-            lock_down(self._con, self._memory_limit)
-            self.generation += 1
 
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor. It sees everything committed."""
-        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cur is None or getattr(self._local, "generation", 0) != self.generation:
-            cur = self.new_cursor()
-            self._local.cursor = cur
-            self._local.generation = self.generation
-        return cur
+        def reconnect() -> duckdb.DuckDBPyConnection:
+            con = _connect(self.path)
+            lock_down(con, self._memory_limit)
+            return con
 
-    def new_cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor of its own, closed with the database."""
-        with self._lock:
-            if self._closed:
-                raise StoreError("the database is closed")
-            cur = self._con.cursor()
-            self._cursors.append(cur)
-            return cur
+        self._replace(reconnect)
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for cur in self._cursors:
-                cur.close()
-            self._cursors.clear()
-            self._con.close()
+        super().close()
         with _open_lock:
             _open_paths.discard(self._key)
 

@@ -38,6 +38,7 @@ import psycopg
 from datacat_server.errors import StoreError
 from datacat_server.store import rollups
 from datacat_server.store.base import StoreBase
+from datacat_server.store.database import Cursors
 from datacat_server.store.health import StoreHealth
 from datacat_server.store.lake import ddl, pg
 from datacat_server.store.lake.connect import (
@@ -102,59 +103,26 @@ def prepare(settings: LakeSettings, heartbeat_grace: float) -> duckdb.DuckDBPyCo
     return con
 
 
-class LakeDatabase:
+class LakeDatabase(Cursors):
     """The lake's DuckDB connection, handing out cursors on the lake (as
     `datacat_server.store.database.Database` does for a file)."""
 
     def __init__(self, settings: LakeSettings, con: duckdb.DuckDBPyConnection) -> None:
         self.settings = settings
-        self._con = con
-        self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self.generation = 0
+        super().__init__(con)
 
-    def new_cursor(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            cur = cursor(self._con, self.settings.alias)
-            self._cursors.append(cur)
-            return cur
-
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cur is None or getattr(self._local, "generation", 0) != self.generation:
-            cur = self.new_cursor()
-            self._local.cursor = cur
-            self._local.generation = self.generation
-        return cur
+    def _cursor(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        return cursor(con, self.settings.alias)
 
     def reopen(self) -> None:
         """Connect again (after the connection failed)."""
-        con = connect(self.settings)
-        attach_catalog_db(con, self.settings)
-        with self._lock:
-            for cur in self._cursors:
-                with contextlib.suppress(duckdb.Error):
-                    cur.close()
-            self._cursors.clear()
-            with contextlib.suppress(duckdb.Error):
-                self._con.close()
-            self._con = con
-            self.generation += 1
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for cur in self._cursors:
-                with contextlib.suppress(duckdb.Error):
-                    cur.close()
-            self._cursors.clear()
-            self._con.close()
+        def reconnect() -> duckdb.DuckDBPyConnection:
+            con = connect(self.settings)
+            attach_catalog_db(con, self.settings)
+            return con
+
+        self._replace(reconnect)
 
 
 class Leadership:
@@ -225,6 +193,8 @@ class Leadership:
 
 class LakeStore(StoreBase):
     """The store on a lake: see the module's docstring."""
+
+    db: LakeDatabase
 
     def __init__(
         self,
@@ -336,21 +306,7 @@ class LakeStore(StoreBase):
             self.folder.wake()
         return result
 
-    def fold_rollups(self) -> None:
-        cur = self.db.new_cursor()
-        try:
-            while rollups.fold(cur, max_rows=1_000_000).more:
-                pass
-        finally:
-            cur.close()
-
     # -- reads -----------------------------------------------------------------------
-
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        return self.db.reader()
-
-    def new_cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.db.new_cursor()
 
     def view_source(self, interval: float) -> ViewSource:
         return LakeViewSource(self.settings)
