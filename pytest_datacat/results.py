@@ -71,7 +71,6 @@ class Attempt:
         "exc_type",
         "extra",
         "line",
-        "measured",
         "nodeid",
         "outcome",
         "phase",
@@ -90,14 +89,10 @@ class Attempt:
         self,
         nodeid: str,
         started_at: float | None = None,
-        *,
-        measured: bool = False,
         rss_start: int | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.started_at = time.time() if started_at is None else started_at
-        #: Whether this process measures the test (it runs here, not on a worker).
-        self.measured = measured
         self.rss_start = rss_start
         self.outcome = "passed"
         self.phase = "call"
