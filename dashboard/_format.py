@@ -124,13 +124,22 @@ def metric_title(name: str, unit: str = "") -> str:
     return f"{name} ({unit})" if unit else name
 
 
+#: A part of a node id longer than this (a long parameter id) also gets a break
+#: opportunity every so many characters: unbroken, it widens its table past the page.
+LONGEST_PART = 48
+
+
 def nodeid_breaks(nodeid: str | None) -> Markup:
     """A node id, escaped, with line break opportunities (``<wbr>``) after ``::`` and
-    ``/`` and before ``[``: a long id wraps between its parts, never inside a name."""
+    ``/`` and before ``[``: a long id wraps between its parts, never inside a name
+    (but for a part longer than `LONGEST_PART`, cut in pieces of that length)."""
     if not nodeid:
         return Markup("")
     parts = re.split(r"(?<=::)|(?<=/)|(?=\[)", nodeid)
-    return Markup("<wbr>").join(escape(part) for part in parts if part)
+    pieces = (
+        part[i : i + LONGEST_PART] for part in parts for i in range(0, len(part), LONGEST_PART)
+    )
+    return Markup("<wbr>").join(escape(piece) for piece in pieces)
 
 
 #: pytest's explanation lines (``E       assert 1 == 2``) and the line that failed.

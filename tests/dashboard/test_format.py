@@ -160,6 +160,11 @@ def test_node_ids_break_between_their_parts_never_inside_a_name() -> None:
     assert str(nodeid_breaks('t.py::test[<b>&"]')) == "t.py::<wbr>test<wbr>[&lt;b&gt;&amp;&#34;]"
     assert str(nodeid_breaks("plain_name")) == "plain_name"
     assert str(nodeid_breaks(None)) == ""
+    # a part too long to fit a table cell is cut in pieces (a 250-character parameter id)
+    long = "p" * 100
+    assert str(nodeid_breaks(f"t.py::test[{long}]")) == (
+        f"t.py::<wbr>test<wbr>[{long[:47]}<wbr>{long[47:95]}<wbr>{long[95:]}]"
+    )
 
 
 def test_a_traceback_marks_pytest_s_explanation_and_the_failing_line() -> None:
